@@ -1,0 +1,76 @@
+/**
+ * The worker_threads side of the parallel gzip compressor (pgzip.ts). It
+ * deflates one block at a time and returns the raw deflate bytes with the
+ * block's CRC-32. compressBlock is also used in-thread by pgzip.ts, so both
+ * paths produce the same bytes.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as zlib from 'node:zlib';
+
+/** Set in workerData so that importing this module elsewhere (main thread, other workers) does nothing. */
+export const WORKER_MARK = 'slipway-pgzip-worker';
+
+/** One block: `buf` holds the preset dictionary (dictLen bytes, maybe 0) followed by the block itself. */
+export interface BlockRequest {
+  id: number;
+  level: number;
+  buf: ArrayBuffer;
+  dictLen: number;
+  last: boolean;
+}
+
+export type BlockReply =
+  | { id: number; crc: number; len: number; out: ArrayBuffer; outLen: number }
+  | { id: number; error: string; stack: string | undefined };
+
+/**
+ * Raw deflate of `data` primed with `dict`. Z_SYNC_FLUSH ends a non-final
+ * block on a byte boundary without a final-block bit, so blocks concatenate
+ * into one deflate stream; the last block ends with Z_FINISH. The output
+ * depends only on (level, dict, data, last), which is what makes the whole
+ * stream independent of worker count and write chunking.
+ */
+export function compressBlock(
+  level: number,
+  dict: Uint8Array | undefined,
+  data: Uint8Array,
+  last: boolean,
+): Buffer {
+  return zlib.deflateRawSync(data, {
+    level,
+    ...(dict !== undefined && dict.length > 0 ? { dictionary: dict } : {}),
+    finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
+    // One output buffer big enough for incompressible input avoids zlib's
+    // 16 KiB chunks and the concat that follows them.
+    chunkSize: Math.max(1024, data.length + (data.length >> 8) + 64),
+  });
+}
+
+function handle(req: BlockRequest): { reply: BlockReply; transfer: ArrayBuffer[] } {
+  const data = new Uint8Array(req.buf, req.dictLen);
+  const dict = req.dictLen > 0 ? new Uint8Array(req.buf, 0, req.dictLen) : undefined;
+  const crc = zlib.crc32(data);
+  const out = compressBlock(req.level, dict, data, req.last);
+  // Hand over zlib's own output buffer when it is not a slice of Node's
+  // shared Buffer pool (which must never be transferred); copy otherwise.
+  const own =
+    out.byteOffset === 0 && out.buffer.byteLength > Buffer.poolSize && out.buffer instanceof ArrayBuffer;
+  const ab = own
+    ? (out.buffer as ArrayBuffer)
+    : (out.buffer.slice(out.byteOffset, out.byteOffset + out.length) as ArrayBuffer);
+  return { reply: { id: req.id, crc, len: data.length, out: ab, outLen: out.length }, transfer: [ab] };
+}
+
+const port = parentPort;
+if (port !== null && (workerData as unknown) === WORKER_MARK) {
+  port.on('message', (req: BlockRequest) => {
+    let result: { reply: BlockReply; transfer: ArrayBuffer[] };
+    try {
+      result = handle(req);
+    } catch (err) {
+      const e = err instanceof Error ? err : new Error(String(err));
+      result = { reply: { id: req.id, error: e.message, stack: e.stack }, transfer: [] };
+    }
+    port.postMessage(result.reply, result.transfer);
+  });
+}

@@ -1,0 +1,415 @@
+/**
+ * Parallel gzip, the way pigz does it: the input is cut into fixed-size
+ * blocks, each block is raw-deflated on a worker thread with the 32 KiB of
+ * input before it as preset dictionary, and the pieces are concatenated in
+ * order into one gzip member. Non-final blocks end with Z_SYNC_FLUSH, so the
+ * concatenation is a single valid deflate stream; the CRC-32 of the whole
+ * input is combined from per-block CRCs (crc32-combine.ts).
+ *
+ * Each block's bytes depend only on (level, dictionary, block, last?), so
+ * the output is identical for any number of workers and any write chunking.
+ */
+import * as os from 'node:os';
+import { Transform, type TransformCallback } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import * as zlib from 'node:zlib';
+import { SlipwayError } from '../core/errors.js';
+import { crc32Combine, crc32CombineGen, crc32CombineOp } from './crc32-combine.js';
+import { compressBlock, WORKER_MARK, type BlockReply, type BlockRequest } from './pgzip-worker.js';
+
+export interface GzipOptions {
+  level?: number; // 0..9, default 1 (omicron-package writes gzip level 1)
+  workers?: number; // default os.availableParallelism()
+  blockSize?: number; // default 128 KiB like pigz
+}
+
+/** deflate's window: the most history a block can refer back to. */
+const DICT_SIZE = 32 * 1024;
+const DEFAULT_BLOCK_SIZE = 128 * 1024;
+const MAX_BLOCK_SIZE = 512 * 1024 * 1024;
+const MAX_WORKERS = 256;
+
+/**
+ * The 10-byte gzip header Rust flate2's GzEncoder writes (omicron-package
+ * uses it): magic, CM=8 (deflate), FLG=0, MTIME=0, XFL (4 = fastest for
+ * level <= 1, 2 = best for level >= 9, else 0), OS=255 (unknown).
+ */
+export function gzipHeader(level: number): Buffer {
+  const xfl = level <= 1 ? 4 : level >= 9 ? 2 : 0;
+  return Buffer.from([0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, xfl, 0xff]);
+}
+
+function gzipTrailer(crc: number, size: number): Buffer {
+  const t = Buffer.alloc(8);
+  t.writeUInt32LE(crc >>> 0, 0);
+  t.writeUInt32LE(size % 2 ** 32, 4);
+  return t;
+}
+
+interface ResolvedOptions {
+  level: number;
+  workers: number;
+  blockSize: number;
+}
+
+function resolveOptions(options: GzipOptions): ResolvedOptions {
+  const level = options.level ?? 1;
+  const workers = options.workers ?? os.availableParallelism();
+  const blockSize = options.blockSize ?? DEFAULT_BLOCK_SIZE;
+  if (!Number.isInteger(level) || level < 0 || level > 9) {
+    throw new SlipwayError('INVALID_ARGUMENT', `gzip level must be an integer 0..9, got ${level}`);
+  }
+  if (!Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
+    throw new SlipwayError(
+      'INVALID_ARGUMENT',
+      `gzip workers must be an integer 1..${MAX_WORKERS}, got ${workers}`,
+    );
+  }
+  if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > MAX_BLOCK_SIZE) {
+    throw new SlipwayError(
+      'INVALID_ARGUMENT',
+      `gzip blockSize must be an integer 1..${MAX_BLOCK_SIZE}, got ${blockSize}`,
+    );
+  }
+  return { level, workers, blockSize };
+}
+
+interface BlockResult {
+  crc: number;
+  len: number;
+  data: Buffer;
+}
+
+type JobCallback = (result: BlockResult | Error) => void;
+
+/** One worker thread and the jobs it owes answers for. */
+class Slot {
+  readonly worker: Worker;
+  readonly jobs = new Map<number, JobCallback>();
+  #dead = false;
+
+  constructor(onGone: (slot: Slot) => void) {
+    this.worker = new Worker(new URL('./pgzip-worker.js', import.meta.url), { workerData: WORKER_MARK });
+    // Idle workers must never keep the process alive; ref() only while owing answers.
+    this.worker.unref();
+    this.worker.on('message', (reply: BlockReply) => {
+      const cb = this.jobs.get(reply.id);
+      if (cb === undefined) return;
+      this.#settle(reply.id);
+      if ('error' in reply) {
+        const cause = Object.assign(new Error(reply.error), { stack: reply.stack });
+        cb(new SlipwayError('INTERNAL', `gzip worker failed: ${reply.error}`, { cause }));
+      } else {
+        cb({ crc: reply.crc, len: reply.len, data: Buffer.from(reply.out, 0, reply.outLen) });
+      }
+    });
+    const fail = (err: Error): void => {
+      if (this.#dead) return;
+      this.#dead = true;
+      onGone(this);
+      const jobs = [...this.jobs.values()];
+      this.jobs.clear();
+      this.worker.unref();
+      for (const cb of jobs) cb(err);
+    };
+    this.worker.on('error', (err) => {
+      fail(new SlipwayError('INTERNAL', `gzip worker failed: ${err.message}`, { cause: err }));
+      void this.worker.terminate();
+    });
+    this.worker.on('messageerror', (err) => {
+      fail(
+        new SlipwayError('INTERNAL', `gzip worker sent an unreadable message: ${err.message}`, {
+          cause: err,
+        }),
+      );
+      void this.worker.terminate();
+    });
+    this.worker.on('exit', (code) => {
+      fail(new SlipwayError('INTERNAL', `gzip worker exited unexpectedly (exit code ${code})`));
+    });
+  }
+
+  get dead(): boolean {
+    return this.#dead;
+  }
+
+  submit(req: BlockRequest, cb: JobCallback): void {
+    if (this.jobs.size === 0) this.worker.ref();
+    this.jobs.set(req.id, cb);
+    this.worker.postMessage(req, [req.buf]);
+  }
+
+  #settle(id: number): void {
+    this.jobs.delete(id);
+    if (this.jobs.size === 0) this.worker.unref();
+  }
+}
+
+/** The process-wide pool, created on first use and grown to the largest `workers` asked for. */
+class Pool {
+  #slots: Slot[] = [];
+  #nextId = 0;
+
+  submit(workers: number, req: Omit<BlockRequest, 'id'>, cb: JobCallback): void {
+    while (this.#slots.length < workers) {
+      this.#slots.push(
+        new Slot((gone) => {
+          this.#slots = this.#slots.filter((s) => s !== gone);
+        }),
+      );
+    }
+    // Least busy of the first `workers` slots; streams asking for fewer
+    // workers stay on fewer threads.
+    let best: Slot | undefined;
+    for (let i = 0; i < workers; i++) {
+      const s = this.#slots[i];
+      if (s !== undefined && (best === undefined || s.jobs.size < best.jobs.size)) best = s;
+    }
+    if (best === undefined) throw new SlipwayError('INTERNAL', 'gzip worker pool is empty');
+    best.submit({ ...req, id: this.#nextId++ }, cb);
+  }
+
+  async shutdown(): Promise<void> {
+    const slots = this.#slots;
+    this.#slots = [];
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}
+
+let pool: Pool | undefined;
+
+/**
+ * Stops the shared worker threads (they are recreated on next use). Streams
+ * still compressing fail with an INTERNAL error. Never needed for the process
+ * to exit: idle workers are unref()ed.
+ */
+export async function shutdownParallelGzip(): Promise<void> {
+  const p = pool;
+  pool = undefined;
+  await p?.shutdown();
+}
+
+const EMPTY = Buffer.alloc(0);
+
+class ParallelGzip extends Transform {
+  readonly #level: number;
+  readonly #workers: number;
+  readonly #blockSize: number;
+  readonly #maxInFlight: number;
+  readonly #blockOp: number;
+
+  /** Input not yet cut into blocks: chunks, the read offset into the first, and the total. */
+  #pending: Buffer[] = [];
+  #pendingHead = 0;
+  #pendingLen = 0;
+  /** The last ≤ 32 KiB of input before the pending bytes: the next block's dictionary. */
+  #history: Buffer = EMPTY;
+
+  #nextSeq = 0;
+  #nextOut = 0;
+  #lastSeq = -1;
+  readonly #done = new Map<number, BlockResult>();
+  #crc = 0;
+  #size = 0;
+
+  #heldWrite: TransformCallback | null = null;
+  #heldFlush: TransformCallback | null = null;
+  #readWanted = true;
+  #pumping = false;
+  #gone = false;
+
+  constructor(opts: ResolvedOptions) {
+    super({ readableHighWaterMark: opts.blockSize, writableHighWaterMark: opts.blockSize });
+    this.#level = opts.level;
+    this.#workers = opts.workers;
+    this.#blockSize = opts.blockSize;
+    this.#maxInFlight = Number(process.env.PGZIP_WINDOW ?? 2) * opts.workers;
+    this.#blockOp = crc32CombineGen(opts.blockSize);
+    this.push(gzipHeader(opts.level));
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (chunk.length > 0) {
+      this.#pending.push(chunk);
+      this.#pendingLen += chunk.length;
+    }
+    this.#heldWrite = cb;
+    this.#pump();
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.#nextSeq === 0) {
+      // Everything fits in one block: no point in a round trip to a worker.
+      const data = this.#take(this.#pendingLen);
+      this.push(compressBlock(this.#level, undefined, data, true));
+      this.push(gzipTrailer(data.length === 0 ? 0 : crc32Of(data), data.length));
+      cb();
+      return;
+    }
+    this.#heldFlush = cb;
+    this.#lastSeq = this.#nextSeq;
+    this.#dispatch(this.#pendingLen, true);
+    this.#drain();
+  }
+
+  override _read(size: number): void {
+    this.#readWanted = true;
+    this.#drain();
+    super._read(size);
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    // Answers still owed by workers are dropped when they arrive (#gone).
+    this.#gone = true;
+    this.#pending = [];
+    this.#pendingLen = 0;
+    this.#history = EMPTY;
+    this.#done.clear();
+    this.#heldWrite = null;
+    this.#heldFlush = null;
+    cb(err);
+  }
+
+  /** Cuts full blocks while the window allows, then lets the writer go on once the rest fits in one block. */
+  #pump(): void {
+    if (this.#pumping || this.#gone) return;
+    this.#pumping = true;
+    try {
+      // Strictly more than a block: a block is only known to be non-final once a byte follows it.
+      while (this.#pendingLen > this.#blockSize && this.#nextSeq - this.#nextOut < this.#maxInFlight) {
+        this.#dispatch(this.#blockSize, false);
+        if (this.#gone) return;
+      }
+    } finally {
+      this.#pumping = false;
+    }
+    if (this.#heldWrite !== null && this.#pendingLen <= this.#blockSize) {
+      const cb = this.#heldWrite;
+      this.#heldWrite = null;
+      cb();
+    }
+  }
+
+  #dispatch(len: number, last: boolean): void {
+    const seq = this.#nextSeq++;
+    const dictLen = this.#history.length;
+    // One buffer of its own (transferable, unlike pooled Buffers): dictionary then block.
+    const buf = Buffer.allocUnsafeSlow(dictLen + len);
+    this.#history.copy(buf, 0);
+    this.#takeInto(buf, dictLen, len);
+    if (!last) this.#history = nextHistory(this.#history, buf.subarray(dictLen));
+    const onResult: JobCallback = (r) => {
+      if (this.#gone) return;
+      if (r instanceof Error) {
+        this.destroy(r);
+        return;
+      }
+      this.#done.set(seq, r);
+      this.#drain();
+    };
+    if (this.#workers === 1) {
+      let result: BlockResult | Error;
+      try {
+        const data = buf.subarray(dictLen);
+        const dict = dictLen > 0 ? buf.subarray(0, dictLen) : undefined;
+        result = { crc: crc32Of(data), len, data: compressBlock(this.#level, dict, data, last) };
+      } catch (err) {
+        result = new SlipwayError('INTERNAL', `gzip failed: ${String(err)}`, { cause: err });
+      }
+      onResult(result);
+      return;
+    }
+    pool ??= new Pool();
+    try {
+      pool.submit(
+        this.#workers,
+        { level: this.#level, buf: buf.buffer as ArrayBuffer, dictLen, last },
+        onResult,
+      );
+    } catch (err) {
+      this.destroy(err instanceof Error ? err : new SlipwayError('INTERNAL', String(err)));
+    }
+  }
+
+  /** Pushes finished blocks in order while the reader wants more; ends the member after the last. */
+  #drain(): void {
+    if (this.#gone) return;
+    while (this.#readWanted) {
+      const r = this.#done.get(this.#nextOut);
+      if (r === undefined) break;
+      this.#done.delete(this.#nextOut);
+      this.#nextOut++;
+      this.#crc =
+        r.len === this.#blockSize
+          ? crc32CombineOp(this.#crc, r.crc, this.#blockOp)
+          : crc32Combine(this.#crc, r.crc, r.len);
+      this.#size += r.len;
+      if (!this.push(r.data)) this.#readWanted = false;
+    }
+    if (this.#heldFlush !== null && this.#nextOut > this.#lastSeq) {
+      const cb = this.#heldFlush;
+      this.#heldFlush = null;
+      this.push(gzipTrailer(this.#crc, this.#size));
+      cb();
+      return;
+    }
+    this.#pump();
+  }
+
+  /** Copies the next `len` pending bytes into `dst` at `at`. */
+  #takeInto(dst: Buffer, at: number, len: number): void {
+    let off = at;
+    let need = len;
+    while (need > 0) {
+      const head = this.#pending[0];
+      if (head === undefined) throw new SlipwayError('INTERNAL', 'gzip: pending input ran short');
+      const n = Math.min(need, head.length - this.#pendingHead);
+      head.copy(dst, off, this.#pendingHead, this.#pendingHead + n);
+      off += n;
+      need -= n;
+      this.#pendingHead += n;
+      if (this.#pendingHead === head.length) {
+        this.#pending.shift();
+        this.#pendingHead = 0;
+      }
+    }
+    this.#pendingLen -= len;
+  }
+
+  #take(len: number): Buffer {
+    const buf = Buffer.allocUnsafe(len);
+    this.#takeInto(buf, 0, len);
+    return buf;
+  }
+}
+
+function crc32Of(data: Uint8Array): number {
+  return zlib.crc32(data);
+}
+
+/** The last ≤ 32 KiB of history‖block, copied: the block's own buffer is about to be transferred. */
+function nextHistory(history: Buffer, block: Buffer): Buffer {
+  if (block.length >= DICT_SIZE) return Buffer.from(block.subarray(block.length - DICT_SIZE));
+  const joined = Buffer.concat([history, block]);
+  return joined.length > DICT_SIZE ? Buffer.from(joined.subarray(joined.length - DICT_SIZE)) : joined;
+}
+
+/** A Transform stream: raw bytes in, one gzip member out. Backpressure respected, bounded memory (at most ~ 2*workers blocks in flight). */
+export function createParallelGzip(options: GzipOptions = {}): Transform {
+  return new ParallelGzip(resolveOptions(options));
+}
+
+/** Convenience for small buffers (tests, in-memory): same bytes as the stream would produce. */
+export async function gzipBuffer(data: Uint8Array, options: GzipOptions = {}): Promise<Buffer> {
+  const gz = createParallelGzip(options);
+  const chunks: Buffer[] = [];
+  return new Promise<Buffer>((resolve, reject) => {
+    gz.on('data', (c: Buffer) => chunks.push(c));
+    gz.on('error', reject);
+    gz.on('end', () => {
+      resolve(Buffer.concat(chunks));
+    });
+    if (data.length > 0) gz.end(data);
+    else gz.end();
+  });
+}

@@ -1,0 +1,19 @@
+import type { CliReporter } from './render.js';
+
+/** What every command gets: global flags and where to write. */
+export interface CliContext {
+  json: boolean;
+  debug: boolean;
+  quiet: boolean;
+  reporter: CliReporter;
+  /** Results (human or JSON) go here. */
+  print: (text: string) => void;
+}
+
+/** A command returns data; the CLI prints it as JSON with --json, else with `human`. */
+export interface CommandResult {
+  data: unknown;
+  human: string;
+  /** Non-zero exit without an exception (e.g. verify found problems). */
+  exitCode?: number;
+}

@@ -1,0 +1,113 @@
+/**
+ * The `slipway` command: global flags, dispatch, and the one place that
+ * prints errors (`error[CODE]: …`, exit 2 for bad input, 1 for failures).
+ */
+import { readFileSync } from 'node:fs';
+import { SlipwayError, exitCodeOf, renderError } from '../core/errors.js';
+import { formatSize } from '../core/size.js';
+import { removeTempFilesSync } from '../core/atomic-file.js';
+import { runDemo } from '../releng/demo.js';
+import { parse, str } from './args.js';
+import type { CliContext, CommandResult } from './context.js';
+import { LAYER_USAGE, layerCommand } from './layer.js';
+import { CliReporter } from './render.js';
+
+const USAGE = `slipway: release engineering for image-based systems
+
+usage: slipway [--json] [--quiet] [--plain] [--debug] <group> <command> …
+
+  layer    reproducible layer archives (oxide.json images): pack, inspect, verify, install, diff
+  demo     build an example (baseline/ + layers/*) into archives and install it into a scratch root
+
+${LAYER_USAGE}
+
+slipway demo [EXAMPLE_DIR] [-o OUT_DIR]`;
+
+const GLOBAL_FLAGS = new Set(['--json', '--quiet', '--plain', '--debug']);
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+async function demo(argv: string[], ctx: CliContext): Promise<CommandResult> {
+  const usage = 'slipway demo [EXAMPLE_DIR] [-o OUT_DIR]';
+  const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o' } }, usage);
+  const dir = positionals[0] ?? 'examples/zone';
+  const out = str(values.output) ?? 'out/example';
+  const r = await runDemo(dir, out, ctx.reporter);
+  const lines = r.archives.map(
+    (a) => `${a.output}  ${a.type.padEnd(8)} ${formatSize(a.size).padStart(9)}  sha256 ${a.sha256}`,
+  );
+  lines.push(
+    `installed into ${r.root}: ${r.install.files} files, ${r.install.directories} directories, ${r.install.links} links`,
+  );
+  return { data: r, human: lines.join('\n') };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const flags = new Set(argv.filter((a) => GLOBAL_FLAGS.has(a)));
+  const args = argv.filter((a) => !GLOBAL_FLAGS.has(a));
+  const reporter = new CliReporter({
+    quiet: flags.has('--quiet') || flags.has('--json'),
+    plain: flags.has('--plain'),
+  });
+  const ctx: CliContext = {
+    json: flags.has('--json'),
+    debug: flags.has('--debug') || process.env.SLIPWAY_DEBUG === '1',
+    quiet: flags.has('--quiet'),
+    reporter,
+    print: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
+  };
+  try {
+    const [group, ...rest] = args;
+    let result: CommandResult;
+    switch (group) {
+      case 'layer':
+        result = await layerCommand(rest, ctx);
+        break;
+      case 'demo':
+        result = await demo(rest, ctx);
+        break;
+      case '--version':
+      case 'version':
+        ctx.print(version());
+        return 0;
+      case undefined:
+      case '--help':
+      case '-h':
+      case 'help':
+        ctx.print(USAGE);
+        return group === undefined ? 2 : 0;
+      default:
+        throw new SlipwayError('USAGE', `unknown command '${group}'\n\n${USAGE}`);
+    }
+    reporter.close();
+    ctx.print(ctx.json ? JSON.stringify(result.data, null, 2) : result.human);
+    return result.exitCode ?? 0;
+  } catch (err) {
+    reporter.close();
+    if (ctx.json) process.stdout.write(`${JSON.stringify({ error: errorJson(err) }, null, 2)}\n`);
+    process.stderr.write(`${renderError(err, ctx.debug)}\n`);
+    return exitCodeOf(err);
+  }
+}
+
+function errorJson(err: unknown): { code: string; message: string; where?: string } {
+  if (err instanceof SlipwayError)
+    return { code: err.code, message: err.message, ...(err.where !== undefined ? { where: err.where } : {}) };
+  return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) };
+}
+
+// Interrupts: say so, exit non-zero; atomic writers leave no partial output.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    removeTempFilesSync();
+    process.stderr.write(`\nerror[INTERRUPTED]: stopped by ${sig}\n`);
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  });
+}
+
+process.exitCode = await main(process.argv.slice(2));

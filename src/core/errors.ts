@@ -1,0 +1,103 @@
+/**
+ * The one error type of Slipway. Every failure a user can meet carries a
+ * string-literal `code` (tests assert on it), a message a user can act on,
+ * and optionally where the problem is (file:line, archive entry, key).
+ */
+
+/** 'input': the user gave us something bad (exit 2); 'failure': we could not do the work (exit 1). */
+type Kind = 'input' | 'failure';
+
+export const ERROR_CODES = {
+  USAGE: 'input',
+  NOT_FOUND: 'input',
+  INVALID_ARGUMENT: 'input',
+  IO: 'failure',
+  INTERNAL: 'failure',
+  INTERRUPTED: 'failure',
+  // gzip / tar
+  GZIP_CORRUPT: 'input',
+  GZIP_TRUNCATED: 'input',
+  TAR_HEADER_INVALID: 'input',
+  TAR_TRUNCATED: 'input',
+  TAR_TOO_MANY_ENTRIES: 'input',
+  TAR_ENTRY_TOO_LARGE: 'input',
+  TAR_TOO_LARGE: 'input',
+  TAR_NAME_TOO_LONG: 'input',
+  TAR_ENTRY_UNSUPPORTED: 'input',
+  // oxide.json and layer rules
+  OXIDE_JSON_MISSING: 'input',
+  OXIDE_JSON_INVALID: 'input',
+  IMAGE_TYPE_MISMATCH: 'input',
+  PATH_UNSAFE: 'input',
+  PATH_OUTSIDE_ROOT: 'input',
+  LINK_UNSAFE: 'input',
+  INSTALL_CONFLICT: 'input',
+  INSTALL_PARENT_MISSING: 'input',
+  INSTALL_ROOT_INVALID: 'input',
+  ARCHIVE_CHANGED: 'failure',
+} as const satisfies Record<string, Kind>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface SlipwayErrorOptions {
+  cause?: unknown;
+  /** Where the problem is: a file, file:line, archive:entry, or a config key. */
+  where?: string;
+}
+
+export class SlipwayError extends Error {
+  readonly code: ErrorCode;
+  readonly where: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: SlipwayErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'SlipwayError';
+    this.code = code;
+    this.where = options.where;
+  }
+
+  get kind(): Kind {
+    return ERROR_CODES[this.code];
+  }
+
+  /** 2 for bad input, 1 for failures. */
+  get exitCode(): 1 | 2 {
+    return this.kind === 'input' ? 2 : 1;
+  }
+}
+
+export function isSlipwayError(err: unknown, code?: ErrorCode): err is SlipwayError {
+  return err instanceof SlipwayError && (code === undefined || err.code === code);
+}
+
+/** Wraps a Node system error (ENOENT, EACCES, …) into a SlipwayError naming the path. */
+export function fromSystemError(err: unknown, action: string, path: string): SlipwayError {
+  if (err instanceof SlipwayError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const reason = e.code === 'ENOENT' ? 'no such file or directory' : e.message || String(err);
+  const code = e.code === 'ENOENT' ? 'NOT_FOUND' : 'IO';
+  return new SlipwayError(code, `${action} '${path}': ${reason}`, { cause: err, where: path });
+}
+
+/** `error[CODE]: where: message`, plus the cause chain and stack with debug. */
+export function renderError(err: unknown, debug = false): string {
+  if (err instanceof SlipwayError) {
+    const where = err.where !== undefined && !err.message.includes(err.where) ? `${err.where}: ` : '';
+    let out = `error[${err.code}]: ${where}${err.message}`;
+    if (debug) {
+      out += `\n${err.stack ?? ''}`;
+      let cause: unknown = err.cause;
+      while (cause !== undefined && cause !== null) {
+        out += `\ncaused by: ${cause instanceof Error ? (cause.stack ?? cause.message) : JSON.stringify(cause)}`;
+        cause = cause instanceof Error ? cause.cause : undefined;
+      }
+    }
+    return out;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return `error[INTERNAL]: ${message}${debug && err instanceof Error ? `\n${err.stack ?? ''}` : ''}`;
+}
+
+export function exitCodeOf(err: unknown): number {
+  return err instanceof SlipwayError ? err.exitCode : 1;
+}
