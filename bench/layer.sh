@@ -61,6 +61,7 @@ if ! build_log=$(npx tsc -p tsconfig.json 2>&1); then
   exit 1
 fi
 say "node $(node --version), $(tar --version | head -1), pigz $(pigz --version 2>&1 | awk '{print $2}'), $(nproc) CPUs"
+say "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg) (timings are wall clock; other load on the machine shows up in them)"
 say "commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)$(git status --porcelain 2>/dev/null | grep -q . && echo ' (with uncommitted changes)' || true)"
 
 # ---------------------------------------------------------------- input tree
@@ -92,8 +93,9 @@ for src in $SOURCE_DIRS; do
     case "$p/" in "$src"/*) overlap=1 ;; esac
   done
   [ "$overlap" = 0 ] || continue
-  read -r b e < <(cd "$src" && { find . -mindepth 1 \( -type d -o -type l -o \( -type f -readable \) \) -printf '%y %s\n' 2>/dev/null || true; } |
-    awk '{ n++; if ($1 == "f") b += $2 } END { printf "%d %d\n", b, n }')
+  # A file with several hard links is counted (and later kept) once.
+  read -r b e < <(cd "$src" && { find . -mindepth 1 \( -type d -o -type l -o \( -type f -readable \) \) -printf '%y %i %s\n' 2>/dev/null || true; } |
+    awk '$1 == "f" && seen[$2]++ { next } { n++; if ($1 == "f") b += $3 } END { printf "%d %d\n", b, n }')
   if [ $((plan_entries + e + 4)) -ge "$MAX_ENTRIES" ]; then
     say "skipping $src: its $e entries would take the tree to $MAX_ENTRIES or more"
     continue
@@ -125,11 +127,14 @@ else
   for src in "${plan[@]}"; do
     dst="$TREE${src}" # keeps the path: TREE/usr/lib/x86_64-linux-gnu
     mkdir -p "$dst"
-    # Hard links are copied as separate files, so both archivers see the same plain files.
     list_source "$src" |
-      tar -C "$src" --null --no-recursion -T - --hard-dereference --ignore-failed-read -cf - 2>/dev/null |
+      tar -C "$src" --null --no-recursion -T - --ignore-failed-read -cf - 2>/dev/null |
       tar -C "$dst" -xpf -
   done
+  # Of each set of hard links keep one name (the first by path): tar would store the others as
+  # links and slipway (lstat walk) as full copies, which would compare different work.
+  (cd "$TREE" && find . -type f -links +1 -printf '%i %p\n' | LC_ALL=C sort -k1,1n -k2 |
+    awk 'seen[$1]++ { sub(/^[0-9]+ /, ""); print }' | xargs -d '\n' -r rm -f --)
   printf '%s\ntree %s\n' "$plan_line" "$(measure "$TREE")" >"$STAMP"
 fi
 read -r TREE_BYTES TREE_FILES TREE_DIRS TREE_LINKS TREE_ENTRIES < <(measure "$TREE")
@@ -149,18 +154,24 @@ trap 'exit 143' TERM
 REF_GZ="$OUT/ref.tar.gz"
 SLW_GZ="$OUT/slipway.tar.gz"
 
-# Runs "$@", timed; on failure prints the command's own output and stops. Sets $T (seconds).
+# Runs "$@", timed; on failure prints the command's own output and stops.
+# Sets $T (wall seconds, from date +%s.%N) and $CPU (user+system seconds of it and its children).
 timed() {
-  local log="$OUT/cmd.log" t0 t1
+  local log="$OUT/cmd.log" tf="$OUT/cmd.time" t0 t1 rc
   sync
   t0=$(now)
-  if ! "$@" >"$log" 2>&1; then
-    echo "layer.sh: FAILED: $*" >&2
+  set +e
+  { TIMEFORMAT='%3U %3S' && time "$@" >"$log" 2>&1; } 2>"$tf"
+  rc=$?
+  set -e
+  t1=$(now)
+  if [ "$rc" != 0 ]; then
+    echo "layer.sh: FAILED (exit $rc): $*" >&2
     cat "$log" >&2
     exit 1
   fi
-  t1=$(now)
   T=$(secs "$t0" "$t1")
+  CPU=$(awk '{ printf "%.2f", $1 + $2 }' "$tf")
   LAST_LOG=$(cat "$log")
 }
 
@@ -187,10 +198,10 @@ PACK_SLW=""
 for i in $(seq 1 "$RUNS"); do
   timed ref_pack
   PACK_REF=$(minof "$PACK_REF" "$T")
-  say "run $i: reference $T s"
+  say "run $i: reference $T s wall, $CPU s CPU"
   timed slipway_pack
   PACK_SLW=$(minof "$PACK_SLW" "$T")
-  say "run $i: slipway   $T s"
+  say "run $i: slipway   $T s wall, $CPU s CPU"
 done
 SLW_PACK_SAYS=$LAST_LOG
 REF_SIZE=$(stat -c %s "$REF_GZ")
@@ -213,10 +224,10 @@ for i in $(seq 1 "$RUNS"); do
   mkdir "$A" "$B"
   timed ref_install "$A"
   INST_REF=$(minof "$INST_REF" "$T")
-  say "run $i: reference $T s"
+  say "run $i: reference $T s wall, $CPU s CPU"
   timed slipway_install "$B"
   INST_SLW=$(minof "$INST_SLW" "$T")
-  say "run $i: slipway   $T s"
+  say "run $i: slipway   $T s wall, $CPU s CPU"
 done
 SLW_INSTALL_SAYS=$LAST_LOG
 INST_RATIO=$(ratio "$INST_SLW" "$INST_REF")

@@ -223,7 +223,7 @@ class ParallelGzip extends Transform {
     this.#level = opts.level;
     this.#workers = opts.workers;
     this.#blockSize = opts.blockSize;
-    this.#maxInFlight = Number(process.env.PGZIP_WINDOW ?? 2) * opts.workers;
+    this.#maxInFlight = 2 * opts.workers;
     this.#blockOp = crc32CombineGen(opts.blockSize);
     this.push(gzipHeader(opts.level));
   }

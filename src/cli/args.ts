@@ -8,7 +8,7 @@ export function parse(
   argv: string[],
   options: Options,
   usage: string,
-): { values: Record<string, string | boolean | string[] | undefined>; positionals: string[] } {
+): { values: Record<string, string | boolean | (string | boolean)[] | undefined>; positionals: string[] } {
   try {
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { values, positionals };
