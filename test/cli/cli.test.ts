@@ -104,3 +104,36 @@ test('demo: the README main job builds the example and installs it into a scratc
   assert.ok(fs.statSync(path.join(out, 'root/opt/oxide/nexus/bin/nexus')).mode & 0o100);
   assert.equal(fs.readlinkSync(path.join(out, 'root/opt/oxide/nexus/bin/nexus-current')), 'nexus');
 });
+
+test('SIGINT during pack: exits non-zero and leaves no partial or temp file', async () => {
+  const { spawn } = await import('node:child_process');
+  const { randomBytes } = await import('node:crypto');
+  const src = path.join(tmp, 'big');
+  fs.mkdirSync(src);
+  const block = randomBytes(1 << 20);
+  const fd = fs.openSync(path.join(src, 'blob'), 'w');
+  for (let i = 0; i < 256; i++) fs.writeSync(fd, block);
+  fs.closeSync(fd);
+  const outDir = path.join(tmp, 'interrupted');
+  fs.mkdirSync(outDir);
+  const child = spawn(
+    process.execPath,
+    [bin, 'layer', 'pack', src, '-o', path.join(outDir, 'big.tar.gz'), '--plain'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (stderr.includes('started')) setTimeout(() => child.kill('SIGINT'), 200);
+    });
+    child.on('exit', (c) => {
+      resolve(c);
+    });
+  });
+  assert.equal(code, 130, stderr);
+  assert.match(stderr, /error\[INTERRUPTED\]/);
+  assert.deepEqual(fs.readdirSync(outDir), []);
+});

@@ -376,3 +376,33 @@ test('verify: a clean layer passes; each broken one names its code', async () =>
     assert.equal(r.problems[0]?.code, code);
   }
 });
+
+test('GNU tar peer: a layer written by GNU tar (long names, hard links, symlinks) verifies and installs', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const w = world();
+  const stage = fs.mkdtempSync(path.join(tmp, 'gnu-'));
+  fs.writeFileSync(path.join(stage, 'oxide.json'), '{"v":"1","t":"layer"}\n');
+  const long = `opt/${'deep-name-'.repeat(15)}/file`;
+  writeTree(path.join(stage, 'root'), {
+    [long]: 'long',
+    'bin/tool': { data: 'tool', mode: 0o755 },
+    'bin/alias': { symlink: 'tool' },
+  });
+  fs.linkSync(path.join(stage, 'root/bin/tool'), path.join(stage, 'root/bin/tool2'));
+  const archive = path.join(path.dirname(w.root), 'gnu.tar.gz');
+  const r = spawnSync('tar', ['--format=gnu', '-czf', archive, '-C', stage, 'oxide.json', 'root']);
+  assert.equal(r.status, 0, r.stderr.toString());
+  const report = await verifyArchive(archive);
+  assert.deepEqual(report.problems, []);
+  const root = fs.mkdtempSync(path.join(tmp, 'gnu-root-'));
+  await installLayers(root, [archive]);
+  assert.equal(fs.readFileSync(path.join(root, long), 'utf8'), 'long');
+  assert.equal(fs.statSync(path.join(root, 'bin/tool')).ino, fs.statSync(path.join(root, 'bin/tool2')).ino);
+  assert.equal(fs.readlinkSync(path.join(root, 'bin/alias')), 'tool');
+  // and pax format, GNU tar's other common output
+  const pax = path.join(path.dirname(w.root), 'pax.tar.gz');
+  assert.equal(spawnSync('tar', ['--format=pax', '-czf', pax, '-C', stage, 'oxide.json', 'root']).status, 0);
+  const root2 = fs.mkdtempSync(path.join(tmp, 'pax-root-'));
+  await installLayers(root2, [pax]);
+  assert.equal(fs.readFileSync(path.join(root2, long), 'utf8'), 'long');
+});
