@@ -89,7 +89,12 @@ class Slot {
   #dead = false;
 
   constructor(onGone: (slot: Slot) => void) {
-    this.worker = new Worker(new URL('./pgzip-worker.js', import.meta.url), { workerData: WORKER_MARK });
+    // execArgv: [] because the worker needs none of the parent's flags, and some
+    // (--input-type with -e) make a worker started from a file fail.
+    this.worker = new Worker(new URL('./pgzip-worker.js', import.meta.url), {
+      workerData: WORKER_MARK,
+      execArgv: [],
+    });
     // Idle workers must never keep the process alive; ref() only while owing answers.
     this.worker.unref();
     this.worker.on('message', (reply: BlockReply) => {
@@ -198,8 +203,9 @@ class ParallelGzip extends Transform {
   readonly #maxInFlight: number;
   readonly #blockOp: number;
 
-  /** Input not yet cut into blocks: chunks, the read offset into the first, and the total. */
+  /** Input not yet cut into blocks: chunks from #pendingIdx on, the read offset into that one, and the total. */
   #pending: Buffer[] = [];
+  #pendingIdx = 0;
   #pendingHead = 0;
   #pendingLen = 0;
   /** The last ≤ 32 KiB of input before the pending bytes: the next block's dictionary. */
@@ -262,6 +268,7 @@ class ParallelGzip extends Transform {
     // Answers still owed by workers are dropped when they arrive (#gone).
     this.#gone = true;
     this.#pending = [];
+    this.#pendingIdx = 0;
     this.#pendingLen = 0;
     this.#history = EMPTY;
     this.#done.clear();
@@ -360,8 +367,9 @@ class ParallelGzip extends Transform {
   #takeInto(dst: Buffer, at: number, len: number): void {
     let off = at;
     let need = len;
+    let i = this.#pendingIdx;
     while (need > 0) {
-      const head = this.#pending[0];
+      const head = this.#pending[i];
       if (head === undefined) throw new SlipwayError('INTERNAL', 'gzip: pending input ran short');
       const n = Math.min(need, head.length - this.#pendingHead);
       head.copy(dst, off, this.#pendingHead, this.#pendingHead + n);
@@ -369,11 +377,21 @@ class ParallelGzip extends Transform {
       need -= n;
       this.#pendingHead += n;
       if (this.#pendingHead === head.length) {
-        this.#pending.shift();
+        i++;
         this.#pendingHead = 0;
       }
     }
     this.#pendingLen -= len;
+    // An index instead of shift(): tiny writes leave tens of thousands of
+    // chunks here, and shifting each one out is quadratic.
+    if (i === this.#pending.length) {
+      this.#pending = [];
+      i = 0;
+    } else if (i > 1024 && i * 2 > this.#pending.length) {
+      this.#pending = this.#pending.slice(i);
+      i = 0;
+    }
+    this.#pendingIdx = i;
   }
 
   #take(len: number): Buffer {

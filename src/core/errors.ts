@@ -34,6 +34,9 @@ export const ERROR_CODES = {
   INSTALL_CONFLICT: 'input',
   INSTALL_PARENT_MISSING: 'input',
   INSTALL_ROOT_INVALID: 'input',
+  /** A warning: the same path twice in one archive (allowed; the later entry wins). */
+  DUPLICATE_ENTRY: 'input',
+  WALK_CYCLE: 'input',
   ARCHIVE_CHANGED: 'failure',
 } as const satisfies Record<string, Kind>;
 

@@ -97,6 +97,7 @@ function* walk(
   follow: boolean,
   exclude: ReadonlySet<string>,
   counter: Counter,
+  ancestors: ReadonlySet<string> = new Set(),
 ): Generator<Buffer> {
   let names: string[];
   try {
@@ -116,8 +117,26 @@ function* walk(
     }
     counter.entries++;
     if (st.isDirectory()) {
+      // Following links can loop (a link to an ancestor); walkdir refuses those too.
+      const id = `${st.dev}:${st.ino}`;
+      if (follow && ancestors.has(id)) {
+        throw new SlipwayError(
+          'WALK_CYCLE',
+          `'${full}' leads back to one of its ancestors (symbolic link loop)`,
+          {
+            where: full,
+          },
+        );
+      }
       yield encodeHeader(deterministicHeader(archivePath, 'directory'));
-      yield* walk(full, archivePath, follow, exclude, counter);
+      yield* walk(
+        full,
+        archivePath,
+        follow,
+        exclude,
+        counter,
+        follow ? new Set([...ancestors, id]) : ancestors,
+      );
     } else if (st.isFile()) {
       // The Rust tar crate's deterministic mode: 0755 if the owner may execute, else 0644.
       const mode = st.mode & 0o100 ? 0o755 : 0o644;

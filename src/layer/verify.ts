@@ -67,7 +67,7 @@ export function checkEntries(scan: ArchiveScan): { problems: Problem[]; warnings
   }
   for (const n of sim.notes) {
     warnings.push({
-      code: n.code === 'DUPLICATE_ENTRY' ? 'INSTALL_CONFLICT' : n.code,
+      code: n.code,
       message: n.message,
       where: `${scan.file}: root/${n.path}`,
     });

@@ -406,3 +406,20 @@ test('GNU tar peer: a layer written by GNU tar (long names, hard links, symlinks
   await installLayers(root2, [pax]);
   assert.equal(fs.readFileSync(path.join(root2, long), 'utf8'), 'long');
 });
+
+test('a path twice in one archive (as composites write): the later one wins; verify warns', async () => {
+  const w = world();
+  const layer = w.write(
+    'dup.tar.gz',
+    rawLayer([
+      ...dirs('root/', 'root/etc'),
+      { name: 'root/etc/motd', data: 'first' },
+      { name: 'root/etc/motd', data: 'second' },
+    ]),
+  );
+  const report = await verifyArchive(layer);
+  assert.equal(report.ok, true);
+  assert.equal(report.warnings[0]?.code, 'DUPLICATE_ENTRY');
+  await installLayers(w.root, [layer]);
+  assert.equal(fs.readFileSync(path.join(w.root, 'etc/motd'), 'utf8'), 'second');
+});

@@ -206,3 +206,22 @@ test('inspect and diff', async () => {
     ],
   );
 });
+
+test('--follow-links archives link targets (as omicron-package does) and refuses a loop', async () => {
+  const src = fs.mkdtempSync(path.join(tmp, 'follow-'));
+  writeTree(src, { 'real/file': 'content', alias: { symlink: 'real/file' } });
+  const out = path.join(tmp, 'follow.tar.gz');
+  await packDirectory(src, out, { followLinks: true });
+  const lines = gnuList(out);
+  assert.ok(
+    lines.some((l) => /^-rw-r--r-- .* root\/alias$/.test(l)),
+    lines.join('\n'),
+  );
+  fs.symlinkSync('..', path.join(src, 'real/loop'));
+  const before = fs.readdirSync(tmp).sort();
+  await assert.rejects(
+    packDirectory(src, path.join(tmp, 'loop.tar.gz'), { followLinks: true }),
+    (e: unknown) => isSlipwayError(e, 'WALK_CYCLE'),
+  );
+  assert.deepEqual(fs.readdirSync(tmp).sort(), before);
+});
