@@ -195,11 +195,15 @@ tar -cf - -C "$TREE" . | cat >/dev/null
 
 PACK_REF=""
 PACK_SLW=""
+PACK_REF_CPU=""
+PACK_SLW_CPU=""
 for i in $(seq 1 "$RUNS"); do
   timed ref_pack
+  [ "$(minof "$PACK_REF" "$T")" = "$PACK_REF" ] || PACK_REF_CPU=$CPU
   PACK_REF=$(minof "$PACK_REF" "$T")
   say "run $i: reference $T s wall, $CPU s CPU"
   timed slipway_pack
+  [ "$(minof "$PACK_SLW" "$T")" = "$PACK_SLW" ] || PACK_SLW_CPU=$CPU
   PACK_SLW=$(minof "$PACK_SLW" "$T")
   say "run $i: slipway   $T s wall, $CPU s CPU"
 done
@@ -207,8 +211,8 @@ SLW_PACK_SAYS=$LAST_LOG
 REF_SIZE=$(stat -c %s "$REF_GZ")
 SLW_SIZE=$(stat -c %s "$SLW_GZ")
 PACK_RATIO=$(ratio "$PACK_SLW" "$PACK_REF")
-say "reference: $PACK_REF s  -> ref.tar.gz     $(human "$REF_SIZE") ($REF_SIZE bytes)"
-say "slipway:   $PACK_SLW s  -> slipway.tar.gz $(human "$SLW_SIZE") ($SLW_SIZE bytes)"
+say "reference: $PACK_REF s ($PACK_REF_CPU s CPU) -> ref.tar.gz     $(human "$REF_SIZE") ($REF_SIZE bytes)"
+say "slipway:   $PACK_SLW s ($PACK_SLW_CPU s CPU) -> slipway.tar.gz $(human "$SLW_SIZE") ($SLW_SIZE bytes)"
 say "slipway says: $SLW_PACK_SAYS"
 say "ratio slipway/reference: ${PACK_RATIO}x (target <= 1.0x)"
 say "gzip -t: ref $(gzip -t "$REF_GZ" 2>&1 && echo ok), slipway $(gzip -t "$SLW_GZ" 2>&1 && echo ok)"
@@ -217,22 +221,26 @@ say "gzip -t: ref $(gzip -t "$REF_GZ" 2>&1 && echo ok), slipway $(gzip -t "$SLW_
 hdr "install (best of $RUNS, fresh empty directory each run)"
 INST_REF=""
 INST_SLW=""
+INST_REF_CPU=""
+INST_SLW_CPU=""
 A="$OUT/fresh_a"
 B="$OUT/fresh_b"
 for i in $(seq 1 "$RUNS"); do
   rm -rf "$A" "$B"
   mkdir "$A" "$B"
   timed ref_install "$A"
+  [ "$(minof "$INST_REF" "$T")" = "$INST_REF" ] || INST_REF_CPU=$CPU
   INST_REF=$(minof "$INST_REF" "$T")
   say "run $i: reference $T s wall, $CPU s CPU"
   timed slipway_install "$B"
+  [ "$(minof "$INST_SLW" "$T")" = "$INST_SLW" ] || INST_SLW_CPU=$CPU
   INST_SLW=$(minof "$INST_SLW" "$T")
   say "run $i: slipway   $T s wall, $CPU s CPU"
 done
 SLW_INSTALL_SAYS=$LAST_LOG
 INST_RATIO=$(ratio "$INST_SLW" "$INST_REF")
-say "reference: $INST_REF s"
-say "slipway:   $INST_SLW s"
+say "reference: $INST_REF s ($INST_REF_CPU s CPU)"
+say "slipway:   $INST_SLW s ($INST_SLW_CPU s CPU)"
 say "slipway says: $SLW_INSTALL_SAYS"
 say "ratio slipway/reference: ${INST_RATIO}x (target <= 1.2x)"
 
@@ -276,6 +284,10 @@ for side in a b; do
   fi
   nmodes=$(diff "$OUT/modes.in" "$OUT/modes.$side" | grep -c '^>' || true)
   say "$name: $nmodes files/directories with a permission mode different from the input$([ "$side" = b ] && echo ' (slipway pack writes 0755/0644, by design)' || true)"
+  if [ "$nmodes" -gt 0 ]; then
+    # "type input-mode -> extracted-mode path" for the first few.
+    LC_ALL=C join -1 3 -2 3 -o 1.1,1.2,2.2,1.3 "$OUT/modes.in" "$OUT/modes.$side" | awk '$2 != $3 { print "  " $1 " " $2 " -> " $3 " " $4 }' | head -5
+  fi
 done
 if cmp -s "$OUT/sums.a" "$OUT/sums.b" && cmp -s "$OUT/shape.a" "$OUT/shape.b"; then
   say "fresh_a and fresh_b: identical entries and contents"
@@ -302,6 +314,9 @@ SUMMARY="$OUT/summary.md"
   printf '| pack    | `tar --sort=name --mtime=%s --owner=0 --group=0 --numeric-owner -cf - -C TREE . \\| pigz -p2 -1` | %s | %s | %s× | %s |\n' \
     "$MTIME" "$PACK_REF" "$PACK_SLW" "$PACK_RATIO" "$PACK_STATUS"
   printf '| install | `tar -xzf ref.tar.gz -C DIR` | %s | %s | %s× | %s |\n' "$INST_REF" "$INST_SLW" "$INST_RATIO" "$INST_STATUS"
+  echo
+  echo "CPU (user+system) of those best runs: pack reference $PACK_REF_CPU s, slipway $PACK_SLW_CPU s;" \
+    "install reference $INST_REF_CPU s, slipway $INST_SLW_CPU s."
 } >"$SUMMARY"
 hdr "summary"
 cat "$SUMMARY"

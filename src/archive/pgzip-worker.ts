@@ -53,11 +53,14 @@ function handle(req: BlockRequest): { reply: BlockReply; transfer: ArrayBuffer[]
   const out = compressBlock(req.level, dict, data, req.last);
   // Hand over zlib's own output buffer when it is not a slice of Node's
   // shared Buffer pool (which must never be transferred); copy otherwise.
-  const own =
-    out.byteOffset === 0 && out.buffer.byteLength > Buffer.poolSize && out.buffer instanceof ArrayBuffer;
-  const ab = own
-    ? (out.buffer as ArrayBuffer)
-    : (out.buffer.slice(out.byteOffset, out.byteOffset + out.length) as ArrayBuffer);
+  const src = out.buffer;
+  let ab: ArrayBuffer;
+  if (src instanceof ArrayBuffer && out.byteOffset === 0 && src.byteLength > Buffer.poolSize) {
+    ab = src;
+  } else {
+    ab = new ArrayBuffer(out.length);
+    new Uint8Array(ab).set(out);
+  }
   return { reply: { id: req.id, crc, len: data.length, out: ab, outLen: out.length }, transfer: [ab] };
 }
 

@@ -284,8 +284,7 @@ class ParallelGzip extends Transform {
     try {
       // Strictly more than a block: a block is only known to be non-final once a byte follows it.
       while (this.#pendingLen > this.#blockSize && this.#nextSeq - this.#nextOut < this.#maxInFlight) {
-        this.#dispatch(this.#blockSize, false);
-        if (this.#gone) return;
+        if (!this.#dispatch(this.#blockSize, false)) return;
       }
     } finally {
       this.#pumping = false;
@@ -297,7 +296,8 @@ class ParallelGzip extends Transform {
     }
   }
 
-  #dispatch(len: number, last: boolean): void {
+  /** Cuts the next `len` pending bytes into a block and compresses it; false if that destroyed the stream. */
+  #dispatch(len: number, last: boolean): boolean {
     const seq = this.#nextSeq++;
     const dictLen = this.#history.length;
     // One buffer of its own (transferable, unlike pooled Buffers): dictionary then block.
@@ -324,18 +324,15 @@ class ParallelGzip extends Transform {
         result = new SlipwayError('INTERNAL', `gzip failed: ${String(err)}`, { cause: err });
       }
       onResult(result);
-      return;
+      return !this.#gone;
     }
     pool ??= new Pool();
     try {
-      pool.submit(
-        this.#workers,
-        { level: this.#level, buf: buf.buffer as ArrayBuffer, dictLen, last },
-        onResult,
-      );
+      pool.submit(this.#workers, { level: this.#level, buf: buf.buffer, dictLen, last }, onResult);
     } catch (err) {
       this.destroy(err instanceof Error ? err : new SlipwayError('INTERNAL', String(err)));
     }
+    return !this.#gone;
   }
 
   /** Pushes finished blocks in order while the reader wants more; ends the member after the last. */

@@ -45,5 +45,6 @@ export function formatSize(bytes: number): string {
   }
   if (i === 0) return `${bytes} B`;
   const digits = v >= 100 ? 0 : v >= 10 ? 1 : 2;
-  return `${v.toFixed(digits).replace(/\.?0+$/, '')} ${units[i] ?? ''}`;
+  const text = digits === 0 ? v.toFixed(0) : v.toFixed(digits).replace(/0+$/, '').replace(/\.$/, '');
+  return `${text} ${units[i] ?? ''}`;
 }

@@ -220,7 +220,15 @@ test('destroying the stream mid-way ends cleanly and the pool stays usable', asy
     },
   });
   await assert.rejects(
-    pipeline(failing, createParallelGzip({ workers: 2 }), new Writable({ write: (_c, _e, cb) => cb() })),
+    pipeline(
+      failing,
+      createParallelGzip({ workers: 2 }),
+      new Writable({
+        write: (_c, _e, cb) => {
+          cb();
+        },
+      }),
+    ),
     /source broke/,
   );
   const small = mixedData(500 * KiB, 52);

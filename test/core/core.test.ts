@@ -68,6 +68,10 @@ test('sizes', () => {
   assert.equal(formatSize(1536), '1.5 KiB');
   assert.equal(formatSize(1048576), '1 MiB');
   assert.equal(formatSize(12), '12 B');
+  assert.equal(formatSize(950 * 1024 ** 2), '950 MiB');
+  assert.equal(formatSize(100 * 1024 ** 2), '100 MiB');
+  assert.equal(formatSize(120 * 1024 ** 2), '120 MiB');
+  assert.equal(formatSize(10 * 1024), '10 KiB');
 });
 
 test('digests: sha256, sha1 and md5 in one pass, streaming', async () => {
