@@ -72,36 +72,77 @@ export function* memoryEntry(archivePath: string, data: Buffer, counter?: EntryC
   if (pad.length > 0) yield pad;
 }
 
-/** One filesystem object (already stat'ed) as an entry; directories are not descended. */
-function* statEntry(full: string, archivePath: string, st: fs.Stats): Generator<Buffer> {
-  if (st.isDirectory()) {
-    yield encodeHeader(deterministicHeader(archivePath, 'directory'));
-  } else if (st.isFile()) {
+/** One entry to write, decided before any byte is written (so it can be fingerprinted first). */
+export type PlannedEntry =
+  | { kind: 'dir'; path: string }
+  | {
+      kind: 'file';
+      path: string;
+      from: string;
+      size: number;
+      mode: number;
+      mtimeMs: number;
+      ino: number;
+      dev: number;
+    }
+  | { kind: 'symlink'; path: string; link: string }
+  | { kind: 'memory'; path: string; data: Buffer };
+
+/** Encodes planned entries: headers as the Rust tar crate writes them in deterministic mode, data read as it goes. */
+export function* entriesFromPlan(plan: Iterable<PlannedEntry>, counter?: EntryCounter): Generator<Buffer> {
+  for (const e of plan) {
+    if (counter !== undefined) counter.entries++;
+    switch (e.kind) {
+      case 'dir':
+        yield encodeHeader(deterministicHeader(e.path, 'directory'));
+        break;
+      case 'symlink':
+        yield encodeHeader(deterministicHeader(e.path, 'symlink', { mode: 0o755, linkname: e.link }));
+        break;
+      case 'memory':
+        yield* memoryEntry(e.path, e.data);
+        break;
+      case 'file': {
+        yield encodeHeader(deterministicHeader(e.path, 'file', { mode: e.mode, size: e.size }));
+        yield* fileChunks(e.from, e.size);
+        const pad = paddingFor(e.size);
+        if (pad.length > 0) yield pad;
+        break;
+      }
+    }
+  }
+}
+
+function planOne(full: string, archivePath: string, st: fs.Stats): PlannedEntry {
+  if (st.isDirectory()) return { kind: 'dir', path: archivePath };
+  if (st.isFile()) {
     // The Rust tar crate's deterministic mode: 0755 if the owner may execute, else 0644.
     const mode = st.mode & 0o100 ? 0o755 : 0o644;
-    yield encodeHeader(deterministicHeader(archivePath, 'file', { mode, size: st.size }));
-    yield* fileChunks(full, st.size);
-    const pad = paddingFor(st.size);
-    if (pad.length > 0) yield pad;
-  } else if (st.isSymbolicLink()) {
-    const target = fs.readlinkSync(full);
-    yield encodeHeader(deterministicHeader(archivePath, 'symlink', { mode: 0o755, linkname: target }));
-  } else {
-    throw new SlipwayError(
-      'TAR_ENTRY_UNSUPPORTED',
-      `cannot archive '${full}': not a file, directory or symbolic link`,
-      {
-        where: full,
-      },
-    );
+    return {
+      kind: 'file',
+      path: archivePath,
+      from: full,
+      size: st.size,
+      mode,
+      mtimeMs: st.mtimeMs,
+      ino: st.ino,
+      dev: st.dev,
+    };
   }
+  if (st.isSymbolicLink()) return { kind: 'symlink', path: archivePath, link: fs.readlinkSync(full) };
+  throw new SlipwayError(
+    'TAR_ENTRY_UNSUPPORTED',
+    `cannot archive '${full}': not a file, directory or symbolic link`,
+    {
+      where: full,
+    },
+  );
 }
 
 export interface WalkOptions {
   /** Archive what symlinks point to (omicron-package's walk does) instead of the links. */
   follow: boolean;
   exclude?: ReadonlySet<string>;
-  counter?: EntryCounter;
 }
 
 function statOf(full: string, follow: boolean): fs.Stats {
@@ -118,23 +159,22 @@ function statOf(full: string, follow: boolean): fs.Stats {
  * root gets a trailing slash, as `to.join("")` gives it), then the tree depth
  * first with each directory's children sorted by name.
  */
-export function* walkEntries(from: string, archivePath: string, options: WalkOptions): Generator<Buffer> {
+export function* planTree(from: string, archivePath: string, options: WalkOptions): Generator<PlannedEntry> {
   const st = statOf(from, options.follow);
-  if (options.counter !== undefined) options.counter.entries++;
   if (!st.isDirectory()) {
-    yield* statEntry(from, archivePath, st);
+    yield planOne(from, archivePath, st);
     return;
   }
-  yield* statEntry(from, archivePath.endsWith('/') ? archivePath : `${archivePath}/`, st);
-  yield* walkChildren(from, archivePath.replace(/\/+$/, ''), options, new Set([`${st.dev}:${st.ino}`]));
+  yield planOne(from, archivePath.endsWith('/') ? archivePath : `${archivePath}/`, st);
+  yield* planChildren(from, archivePath.replace(/\/+$/, ''), options, new Set([`${st.dev}:${st.ino}`]));
 }
 
-function* walkChildren(
+function* planChildren(
   dir: string,
   prefix: string,
   options: WalkOptions,
   ancestors: ReadonlySet<string>,
-): Generator<Buffer> {
+): Generator<PlannedEntry> {
   let names: string[];
   try {
     names = fs.readdirSync(dir).sort(byName);
@@ -146,8 +186,7 @@ function* walkChildren(
     if (options.exclude?.has(full) === true) continue;
     const archivePath = `${prefix}/${name}`;
     const st = statOf(full, options.follow);
-    if (options.counter !== undefined) options.counter.entries++;
-    yield* statEntry(full, archivePath, st);
+    yield planOne(full, archivePath, st);
     if (st.isDirectory()) {
       // Following links can loop (a link to an ancestor); walkdir refuses those too.
       const id = `${st.dev}:${st.ino}`;
@@ -160,7 +199,7 @@ function* walkChildren(
           },
         );
       }
-      yield* walkChildren(
+      yield* planChildren(
         full,
         archivePath,
         options,
@@ -168,6 +207,15 @@ function* walkChildren(
       );
     }
   }
+}
+
+/** planTree, encoded as it goes (streaming: the plan is never held in memory). */
+export function walkEntries(
+  from: string,
+  archivePath: string,
+  options: WalkOptions & { counter?: EntryCounter },
+): Generator<Buffer> {
+  return entriesFromPlan(planTree(from, archivePath, options), options.counter);
 }
 
 export interface WriteTarOptions {
