@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as zlib from 'node:zlib';
 import { SlipwayError, fromSystemError } from '../core/errors.js';
-import { TarParser, type TarHandler, type TarLimits } from '../formats/tar.js';
+import { paddingFor, TarParser, type TarEntryInfo, type TarHandler, type TarLimits } from '../formats/tar.js';
 
 export interface ReadTarOptions {
   limits?: Partial<TarLimits>;
@@ -128,4 +128,96 @@ export async function readTarFile(
   }
   await closed;
   return { fileSize, tarSize, gzip, sha256: hash?.digest('hex'), entries: parser.entries };
+}
+
+/**
+ * Re-emits a tar file's entries as a stream of tar bytes: `map` turns each
+ * entry into the header blocks to write (null drops the entry and its data);
+ * a regular file's data and padding follow its blocks unchanged. The pure
+ * parser is synchronous, so its output is queued per input chunk and the
+ * reader waits while the consumer drains it (bounded memory).
+ */
+export async function* transformTar(
+  file: string,
+  map: (entry: TarEntryInfo) => Buffer[] | null,
+  options: { limits?: Partial<TarLimits>; requireGzip?: boolean } = {},
+): AsyncGenerator<Buffer> {
+  let queue: Buffer[] = [];
+  let keepData = false;
+  let size = 0;
+  let wake: (() => void) | undefined;
+  let resumeReader: (() => void) | undefined;
+  const outcome: { done: boolean; failure?: unknown } = { done: false };
+  const reading = readTarFile(
+    file,
+    {
+      entry(e) {
+        const blocks = map(e);
+        keepData = blocks !== null && e.type === 'file';
+        size = e.size;
+        if (blocks !== null) queue.push(...blocks);
+      },
+      data(chunk) {
+        if (keepData) queue.push(chunk);
+      },
+      entryEnd() {
+        if (keepData) {
+          const pad = paddingFor(size);
+          if (pad.length > 0) queue.push(pad);
+        }
+        keepData = false;
+      },
+    },
+    {
+      hash: false,
+      ...(options.limits !== undefined ? { limits: options.limits } : {}),
+      ...(options.requireGzip !== undefined ? { requireGzip: options.requireGzip } : {}),
+      afterChunk: () => {
+        if (queue.length === 0) return undefined;
+        wake?.();
+        return new Promise<void>((resolve) => {
+          resumeReader = resolve;
+        });
+      },
+    },
+  ).then(
+    () => {
+      outcome.done = true;
+      wake?.();
+    },
+    (err: unknown) => {
+      outcome.failure = err;
+      outcome.done = true;
+      wake?.();
+    },
+  );
+  try {
+    for (;;) {
+      if (queue.length > 0) {
+        const batch = queue;
+        queue = [];
+        yield* batch;
+        const r = resumeReader;
+        resumeReader = undefined;
+        r?.();
+        continue;
+      }
+      if (outcome.done) break;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+      wake = undefined;
+    }
+  } finally {
+    // A consumer that stops early must not leave the reader waiting forever.
+    const r = resumeReader;
+    resumeReader = undefined;
+    r?.();
+  }
+  await reading;
+  if (outcome.failure !== undefined) {
+    throw outcome.failure instanceof SlipwayError
+      ? outcome.failure
+      : fromSystemError(outcome.failure, 'cannot read', file);
+  }
 }

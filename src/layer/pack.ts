@@ -14,7 +14,7 @@ import {
   writeTarOutput,
   type EntryCounter,
 } from '../archive/tar-write.js';
-import { readTarFile } from '../archive/tar-read.js';
+import { transformTar } from '../archive/tar-read.js';
 import { deterministicHeader, encodeHeader, paddingFor, DETERMINISTIC_MTIME } from '../formats/tar.js';
 import { encodeOmicronOxideJson, type ImageType } from '../formats/oxide-json.js';
 import { normalizeArchivePath } from '../formats/layer-path.js';
@@ -111,107 +111,47 @@ export async function packFromTar(
   });
 }
 
-async function* fromTarBody(tarball: string, counter: EntryCounter): AsyncGenerator<Buffer> {
+function fromTarBody(tarball: string, counter: EntryCounter): AsyncGenerator<Buffer> {
   const dirs = new Set<string>(['root']);
-  let queue: Buffer[] = [];
-  let pendingPad = 0;
-  // The parser is synchronous; it fills `queue`, and we yield the queue after each input chunk.
-  let wake: (() => void) | undefined;
-  const outcome: { done: boolean; failure?: SlipwayError } = { done: false };
-  let resumeReader: (() => void) | undefined;
-  const reading = readTarFile(
-    tarball,
-    {
-      entry(e) {
-        const at = `${tarball}: ${e.path}`;
-        const norm = normalizeArchivePath(e.path.replace(/^\/+/, ''), at);
-        if (norm.path === '') return; // "./": the root, already written as root/
-        if (e.type !== 'file' && e.type !== 'directory' && e.type !== 'symlink' && e.type !== 'hardlink') {
-          throw new SlipwayError(
-            'TAR_ENTRY_UNSUPPORTED',
-            `unsupported entry type '${e.type === 'other' ? e.typeflag : e.type}': a layer holds only files, directories and links`,
-            { where: at },
-          );
-        }
-        let prefix = 'root';
-        for (const part of norm.parts.slice(0, -1)) {
-          prefix = `${prefix}/${part}`;
-          if (!dirs.has(prefix)) {
-            dirs.add(prefix);
-            counter.entries++;
-            queue.push(encodeHeader(deterministicHeader(prefix, 'directory')));
-          }
-        }
-        const target = `root/${norm.path}`;
-        if (e.type === 'directory') dirs.add(target);
-        let linkname = e.linkname;
-        if (e.type === 'hardlink') {
-          const t = normalizeArchivePath(e.linkname.replace(/^\/+/, ''), `${at} (hard link target)`);
-          linkname = `root/${t.path}`;
-        }
-        counter.entries++;
-        const size = e.type === 'file' ? e.size : 0;
-        queue.push(
-          encodeHeader({
-            ...deterministicHeader(target, e.type),
-            mode: e.mode & 0o7777,
-            uid: e.uid,
-            gid: e.gid,
-            size,
-            mtime: DETERMINISTIC_MTIME,
-            linkname: e.type === 'symlink' || e.type === 'hardlink' ? linkname : '',
-          }),
-        );
-        pendingPad = e.type === 'file' ? size : -1;
-      },
-      data(chunk) {
-        if (pendingPad >= 0) queue.push(chunk);
-      },
-      entryEnd() {
-        if (pendingPad > 0) {
-          const pad = paddingFor(pendingPad);
-          if (pad.length > 0) queue.push(pad);
-        }
-        pendingPad = 0;
-      },
-    },
-    {
-      hash: false,
-      afterChunk: () => {
-        if (queue.length === 0) return undefined;
-        wake?.();
-        return new Promise<void>((resolve) => {
-          resumeReader = resolve;
-        });
-      },
-    },
-  ).then(
-    () => {
-      outcome.done = true;
-      wake?.();
-    },
-    (err: unknown) => {
-      outcome.failure = err instanceof SlipwayError ? err : fromSystemError(err, 'cannot read', tarball);
-      outcome.done = true;
-      wake?.();
-    },
-  );
-  for (;;) {
-    if (queue.length > 0) {
-      const batch = queue;
-      queue = [];
-      yield* batch;
-      const r = resumeReader;
-      resumeReader = undefined;
-      r?.();
-      continue;
+  return transformTar(tarball, (e) => {
+    const at = `${tarball}: ${e.path}`;
+    const norm = normalizeArchivePath(e.path.replace(/^\/+/, ''), at);
+    if (norm.path === '') return null; // "./": the root, already written as root/
+    if (e.type !== 'file' && e.type !== 'directory' && e.type !== 'symlink' && e.type !== 'hardlink') {
+      throw new SlipwayError(
+        'TAR_ENTRY_UNSUPPORTED',
+        `unsupported entry type '${e.type === 'other' ? e.typeflag : e.type}': a layer holds only files, directories and links`,
+        { where: at },
+      );
     }
-    if (outcome.done) break;
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-    });
-    wake = undefined;
-  }
-  await reading;
-  if (outcome.failure !== undefined) throw outcome.failure;
+    const blocks: Buffer[] = [];
+    let prefix = 'root';
+    for (const part of norm.parts.slice(0, -1)) {
+      prefix = `${prefix}/${part}`;
+      if (!dirs.has(prefix)) {
+        dirs.add(prefix);
+        blocks.push(dirEntry(prefix, counter));
+      }
+    }
+    const target = `root/${norm.path}`;
+    if (e.type === 'directory') dirs.add(target);
+    let linkname = e.linkname;
+    if (e.type === 'hardlink') {
+      const t = normalizeArchivePath(e.linkname.replace(/^\/+/, ''), `${at} (hard link target)`);
+      linkname = `root/${t.path}`;
+    }
+    counter.entries++;
+    blocks.push(
+      encodeHeader({
+        ...deterministicHeader(target, e.type),
+        mode: e.mode & 0o7777,
+        uid: e.uid,
+        gid: e.gid,
+        size: e.type === 'file' ? e.size : 0,
+        mtime: DETERMINISTIC_MTIME,
+        linkname: e.type === 'symlink' || e.type === 'hardlink' ? linkname : '',
+      }),
+    );
+    return blocks;
+  });
 }
