@@ -210,9 +210,7 @@ export async function* transformTar(
     }
   } finally {
     // A consumer that stops early must not leave the reader waiting forever.
-    const r = resumeReader;
-    resumeReader = undefined;
-    r?.();
+    resumeReader?.();
   }
   await reading;
   if (outcome.failure !== undefined) {

@@ -15,7 +15,7 @@ import {
   type EntryCounter,
 } from '../archive/tar-write.js';
 import { transformTar } from '../archive/tar-read.js';
-import { deterministicHeader, encodeHeader, paddingFor, DETERMINISTIC_MTIME } from '../formats/tar.js';
+import { deterministicHeader, encodeHeader, DETERMINISTIC_MTIME } from '../formats/tar.js';
 import { encodeOmicronOxideJson, type ImageType } from '../formats/oxide-json.js';
 import { normalizeArchivePath } from '../formats/layer-path.js';
 
