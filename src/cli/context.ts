@@ -6,6 +6,8 @@ export interface CliContext {
   debug: boolean;
   quiet: boolean;
   reporter: CliReporter;
+  /** Aborted on the first SIGINT/SIGTERM: long work stops its children and cleans up. */
+  signal: AbortSignal;
   /** Results (human or JSON) go here. */
   print: (text: string) => void;
 }

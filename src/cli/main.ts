@@ -10,6 +10,8 @@ import { runDemo } from '../releng/demo.js';
 import { parse, str } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
 import { LAYER_USAGE, layerCommand } from './layer.js';
+import { PACKAGE_USAGE, packageCommand } from './package.js';
+import { killProcessGroupsSync } from '../build/process.js';
 import { CliReporter } from './render.js';
 
 const USAGE = `slipway: release engineering for image-based systems
@@ -17,9 +19,12 @@ const USAGE = `slipway: release engineering for image-based systems
 usage: slipway [--json] [--quiet] [--plain] [--debug] <group> <command> …
 
   layer    reproducible layer archives (oxide.json images): pack, inspect, verify, install, diff
+  package  build Omicron package manifests on a parallel, cached job graph; stamp; list
   demo     build an example (baseline/ + layers/*) into archives and install it into a scratch root
 
 ${LAYER_USAGE}
+
+${PACKAGE_USAGE}
 
 slipway demo [EXAMPLE_DIR] [-o OUT_DIR]`;
 
@@ -59,6 +64,7 @@ export async function main(argv: string[]): Promise<number> {
     debug: flags.has('--debug') || process.env.SLIPWAY_DEBUG === '1',
     quiet: flags.has('--quiet'),
     reporter,
+    signal: interrupt.signal,
     print: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
   };
   try {
@@ -67,6 +73,9 @@ export async function main(argv: string[]): Promise<number> {
     switch (group) {
       case 'layer':
         result = await layerCommand(rest, ctx);
+        break;
+      case 'package':
+        result = await packageCommand(rest, ctx);
         break;
       case 'demo':
         result = await demo(rest, ctx);
@@ -101,11 +110,17 @@ function errorJson(err: unknown): { code: string; message: string; where?: strin
   return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) };
 }
 
-// Interrupts: say so, exit non-zero; atomic writers leave no partial output.
+// Interrupts: abort running work, kill the process groups of our children,
+// drop every temp file and exit non-zero at once. Outputs are only ever
+// renamed into place when complete, so nothing partial remains, and the next
+// run picks up where this one stopped (finished packages are cached).
+const interrupt = new AbortController();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    removeTempFilesSync();
+  process.on(sig, () => {
     process.stderr.write(`\nerror[INTERRUPTED]: stopped by ${sig}\n`);
+    interrupt.abort();
+    killProcessGroupsSync('SIGKILL');
+    removeTempFilesSync();
     process.exit(sig === 'SIGINT' ? 130 : 143);
   });
 }

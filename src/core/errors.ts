@@ -38,6 +38,24 @@ export const ERROR_CODES = {
   DUPLICATE_ENTRY: 'input',
   WALK_CYCLE: 'input',
   ARCHIVE_CHANGED: 'failure',
+  // job graph (src/build/graph.ts)
+  GRAPH_DUPLICATE_JOB: 'input',
+  GRAPH_UNKNOWN_DEPENDENCY: 'input',
+  GRAPH_CYCLE: 'input',
+  JOB_FAILED: 'failure',
+  JOB_COMMAND_FAILED: 'failure',
+  JOB_DEPENDENCY_FAILED: 'failure',
+  // package-manifest.toml and other TOML configuration
+  MANIFEST_SYNTAX: 'input',
+  MANIFEST_INVALID: 'input',
+  // tools/*_version and *_checksums files
+  VERSION_FILE_INVALID: 'input',
+  // builds and downloads
+  DOWNLOAD_FAILED: 'failure',
+  CHECKSUM_MISMATCH: 'failure',
+  OFFLINE_MISSING: 'input',
+  PACKAGE_INPUT_MISSING: 'input',
+  BUILD_FAILED: 'failure',
 } as const satisfies Record<string, Kind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
