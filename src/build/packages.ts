@@ -286,6 +286,36 @@ async function resolveSteps(
   return { entries, fingerprint: h.digest('hex') };
 }
 
+async function dryRunReason(
+  pkg: PackageSpec,
+  ctx: BuildContext,
+  digests: DigestCache,
+  fetchOptions: CacheFetchOptions,
+  force: boolean,
+  rebuilt: ReadonlySet<string>,
+): Promise<string | undefined> {
+  if (force) return 'forced';
+  const file = path.join(ctx.out, outputFileName(pkg));
+  const src = pkg.source;
+  if (src.type === 'manual') return fs.existsSync(file) ? undefined : 'missing: must be supplied by hand';
+  if (src.type === 'prebuilt') return staleReason(ctx.out, pkg.name, file, `prebuilt ${src.sha256}`);
+  if (src.type === 'composite') {
+    const byOutput = new Map(ctx.manifest.packages.map((p) => [outputFileName(p), p.name]));
+    const changed = src.packages.map((c) => byOutput.get(c.file) ?? c.file).filter((n) => rebuilt.has(n));
+    if (changed.length > 0)
+      return `component${changed.length > 1 ? 's' : ''} ${changed.join(', ')} will change`;
+  }
+  try {
+    const steps = planPackage(pkg, ctx);
+    const resolved = await resolveSteps(steps, file, digests, fetchOptions, () => undefined);
+    return staleReason(ctx.out, pkg.name, file, resolved.fingerprint);
+  } catch (err) {
+    if (isSlipwayError(err, 'OFFLINE_MISSING')) return 'a blob must be downloaded';
+    if (isSlipwayError(err)) return `would fail: ${err.message}`;
+    throw err;
+  }
+}
+
 async function* archiveBody(
   entries: (PlannedEntry | { kind: 'component'; file: string })[],
 ): AsyncGenerator<Buffer> {
@@ -476,7 +506,26 @@ export async function buildPackages(options: PackageBuildOptions): Promise<Packa
   });
 
   const plan = planGraph(jobs);
-  if (options.dryRun === true) return { target, out, plan, outputs };
+  if (options.dryRun === true) {
+    // What would be built and why: the same fingerprints a run computes, with no download and no write.
+    const rebuilt = new Set<string>();
+    for (const name of plan.order) {
+      const pkg = selected.find((p) => p.name === name);
+      const entry = plan.jobs.find((j) => j.name === name);
+      if (pkg === undefined || entry === undefined) continue;
+      const why = await dryRunReason(
+        pkg,
+        ctx,
+        digests,
+        { ...fetchOptions, offline: true },
+        options.force === true,
+        rebuilt,
+      );
+      if (why !== undefined) rebuilt.add(name);
+      entry.describe = `${entry.describe ?? ''}: ${why ?? 'up to date (cached)'}`;
+    }
+    return { target, out, plan, outputs };
+  }
   fs.mkdirSync(out, { recursive: true });
   const report = await runGraph(jobs, {
     logDir: path.join(out, 'logs'),
@@ -498,7 +547,7 @@ function describePackage(pkg: PackageSpec, file: string, out: string): string {
     case 'composite':
       return `compose ${rel} from ${pkg.source.packages.map((p) => p.file).join(', ')}`;
     case 'local':
-      return `build ${rel} (${pkg.output.type}${pkg.output.type === 'zone' && pkg.output.intermediateOnly ? ', intermediate' : ''}) unless unchanged`;
+      return `build ${rel} (${pkg.output.type}${pkg.output.type === 'zone' && pkg.output.intermediateOnly ? ', intermediate' : ''})`;
   }
 }
 

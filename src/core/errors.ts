@@ -50,6 +50,8 @@ export const ERROR_CODES = {
   MANIFEST_INVALID: 'input',
   // tools/*_version and *_checksums files
   VERSION_FILE_INVALID: 'input',
+  // prereqs.toml (slipway prereq)
+  PREREQ_INVALID: 'input',
   // builds and downloads
   DOWNLOAD_FAILED: 'failure',
   CHECKSUM_MISMATCH: 'failure',

@@ -255,3 +255,33 @@ test('dry run builds nothing; an unknown preset is a usage error listing the pre
     (e: unknown) => isSlipwayError(e) && /standard/.test(e.message),
   );
 });
+
+test('SIGINT in the middle of a build leaves no partial file in out/, and the next run completes', async () => {
+  const { spawn } = await import('node:child_process');
+  const { randomBytes } = await import('node:crypto');
+  const r = rack();
+  const block = randomBytes(1 << 20);
+  const fd = fs.openSync(path.join(r.dir, 'config/oximeter.toml'), 'w');
+  for (let i = 0; i < 256; i++) fs.writeSync(fd, block);
+  fs.closeSync(fd);
+  const bin = path.join(repo, 'bin/slipway.js');
+  const args = [bin, 'package', '-m', r.manifest, '-t', 'standard', '-o', r.out, '--plain'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  const code = await new Promise<number | null>((resolve) => {
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      if (stderr.includes('[write oximeter.tar.gz] started')) setTimeout(() => child.kill('SIGINT'), 150);
+    });
+    child.on('exit', (c) => {
+      resolve(c);
+    });
+  });
+  assert.equal(code, 130, stderr);
+  const leftovers = fs.readdirSync(r.out).filter((f) => f.endsWith('.tmp'));
+  assert.deepEqual(leftovers, []);
+  assert.equal(fs.existsSync(path.join(r.out, 'oximeter.tar.gz')), false);
+  const again = spawnSync(process.execPath, args.slice(0, -1).concat('--quiet'), { encoding: 'utf8' });
+  assert.equal(again.status, 0, again.stderr);
+  assert.ok(fs.statSync(path.join(r.out, 'oximeter.tar.gz')).size > 200 << 20);
+});
