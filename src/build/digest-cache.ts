@@ -54,6 +54,12 @@ export class DigestCache {
     return sha256;
   }
 
+  /** Records a digest computed elsewhere (while the file was being archived). */
+  remember(file: string, st: { size: number; mtimeMs: number; ino: number }, sha256: string): void {
+    this.#entries[path.resolve(file)] = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, sha256 };
+    this.#dirty = true;
+  }
+
   async save(): Promise<void> {
     if (!this.#dirty) return;
     fs.mkdirSync(path.dirname(this.#file), { recursive: true });

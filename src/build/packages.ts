@@ -12,9 +12,15 @@ import { writeFileAtomic } from '../core/atomic-file.js';
 import { SlipwayError, isSlipwayError } from '../core/errors.js';
 import { silentReporter, warn, type Reporter } from '../core/events.js';
 import { transformTar } from '../archive/tar-read.js';
-import { entriesFromPlan, planTree, writeTarOutput, type PlannedEntry } from '../archive/tar-write.js';
+import {
+  entriesFromPlan,
+  fileChunks,
+  planTree,
+  writeTarOutput,
+  type PlannedEntry,
+} from '../archive/tar-write.js';
 import { encodeOmicronOxideJson } from '../formats/oxide-json.js';
-import { encodeHeader } from '../formats/tar.js';
+import { deterministicHeader, encodeHeader, paddingFor } from '../formats/tar.js';
 import {
   interpolatePaths,
   outputFileName,
@@ -212,34 +218,59 @@ function staleReason(out: string, name: string, output: string, fingerprint: str
   return undefined;
 }
 
-/** Resolves blobs to cached files and fingerprints the steps (paths, modes, sizes, content digests, order). */
-async function resolveSteps(
+type Entry = PlannedEntry | { kind: 'component'; file: string };
+
+/** Blobs become files from the download cache; every other step is already an entry. */
+async function resolveBlobs(
   steps: Step[],
-  output: string,
-  digests: DigestCache,
   fetchOptions: CacheFetchOptions,
   log: (line: string) => void,
-): Promise<{ entries: (PlannedEntry | { kind: 'component'; file: string })[]; fingerprint: string }> {
+): Promise<Entry[]> {
+  const entries: Entry[] = [];
+  for (const s of steps) {
+    if (s.kind !== 'blob') {
+      entries.push(s);
+      continue;
+    }
+    const got = await fetchCached(s.url, s.sha256, {
+      ...fetchOptions,
+      onRetry: (n, why) => {
+        log(`retry ${n} of ${s.url}: ${why}`);
+      },
+    });
+    if (!got.cached) log(`downloaded ${s.url} (${got.size} bytes, sha256 ${got.sha256})`);
+    const st = fs.statSync(got.path);
+    entries.push({
+      kind: 'file',
+      path: s.path,
+      from: got.path,
+      size: st.size,
+      mode: 0o644,
+      mtimeMs: st.mtimeMs,
+      ino: st.ino,
+      dev: st.dev,
+    });
+  }
+  return entries;
+}
+
+/** The cache key: output path and every entry in order (paths, modes, sizes, content digests, link targets). */
+function fingerprintOf(entries: Entry[], output: string, digests: DigestCache): string {
   const h = createHash('sha256');
   h.update(`output ${output}\n`);
-  const entries: (PlannedEntry | { kind: 'component'; file: string })[] = [];
-  for (const s of steps) {
+  for (const s of entries) {
     switch (s.kind) {
       case 'dir':
         h.update(`d ${s.path}\n`);
-        entries.push(s);
         break;
       case 'symlink':
         h.update(`l ${s.path} ${s.link}\n`);
-        entries.push(s);
         break;
       case 'memory':
         h.update(`m ${s.path} ${createHash('sha256').update(s.data).digest('hex')}\n`);
-        entries.push(s);
         break;
       case 'file':
         h.update(`f ${s.path} ${s.mode.toString(8)} ${s.size} ${digests.digest(s.from, s)}\n`);
-        entries.push(s);
         break;
       case 'component': {
         let st: fs.Stats;
@@ -256,34 +287,22 @@ async function resolveSteps(
           );
         }
         h.update(`c ${path.basename(s.file)} ${digests.digest(s.file, st)}\n`);
-        entries.push(s);
-        break;
-      }
-      case 'blob': {
-        const got = await fetchCached(s.url, s.sha256, {
-          ...fetchOptions,
-          onRetry: (n, why) => {
-            log(`retry ${n} of ${s.url}: ${why}`);
-          },
-        });
-        if (!got.cached) log(`downloaded ${s.url} (${got.size} bytes, sha256 ${got.sha256})`);
-        const st = fs.statSync(got.path);
-        h.update(`f ${s.path} 644 ${got.size} ${got.sha256}\n`);
-        entries.push({
-          kind: 'file',
-          path: s.path,
-          from: got.path,
-          size: st.size,
-          mode: 0o644,
-          mtimeMs: st.mtimeMs,
-          ino: st.ino,
-          dev: st.dev,
-        });
         break;
       }
     }
   }
-  return { entries, fingerprint: h.digest('hex') };
+  return h.digest('hex');
+}
+
+async function resolveSteps(
+  steps: Step[],
+  output: string,
+  digests: DigestCache,
+  fetchOptions: CacheFetchOptions,
+  log: (line: string) => void,
+): Promise<{ entries: Entry[]; fingerprint: string }> {
+  const entries = await resolveBlobs(steps, fetchOptions, log);
+  return { entries, fingerprint: fingerprintOf(entries, output, digests) };
 }
 
 async function dryRunReason(
@@ -316,27 +335,35 @@ async function dryRunReason(
   }
 }
 
-async function* archiveBody(
-  entries: (PlannedEntry | { kind: 'component'; file: string })[],
-): AsyncGenerator<Buffer> {
-  let run: PlannedEntry[] = [];
+/**
+ * The archive's bytes. Files are hashed as they stream into the archive, so
+ * a cold build reads each input once (the digests then make the cache key).
+ */
+async function* archiveBody(entries: Entry[], digests: DigestCache): AsyncGenerator<Buffer> {
   for (const e of entries) {
-    if (e.kind !== 'component') {
-      run.push(e);
-      continue;
+    if (e.kind === 'component') {
+      // A composite holds each component's entries in list order, minus its oxide.json.
+      yield* transformTar(
+        e.file,
+        (entry) => (entry.index === 0 && entry.path === 'oxide.json' ? null : [encodeHeader(entry)]),
+        {
+          requireGzip: true,
+        },
+      );
+    } else if (e.kind === 'file') {
+      const h = createHash('sha256');
+      yield encodeHeader(deterministicHeader(e.path, 'file', { mode: e.mode, size: e.size }));
+      for (const chunk of fileChunks(e.from, e.size)) {
+        h.update(chunk);
+        yield chunk;
+      }
+      const pad = paddingFor(e.size);
+      if (pad.length > 0) yield pad;
+      digests.remember(e.from, e, h.digest('hex'));
+    } else {
+      yield* entriesFromPlan([e]);
     }
-    yield* entriesFromPlan(run);
-    run = [];
-    // A composite holds each component's entries in list order, minus its oxide.json.
-    yield* transformTar(
-      e.file,
-      (entry) => (entry.index === 0 && entry.path === 'oxide.json' ? null : [encodeHeader(entry)]),
-      {
-        requireGzip: true,
-      },
-    );
   }
-  yield* entriesFromPlan(run);
 }
 
 /** Packages to build: those for the target (or asked for), plus every component their composites need. */
@@ -480,21 +507,30 @@ export async function buildPackages(options: PackageBuildOptions): Promise<Packa
         return { detail: got.cached ? 'from cache' : 'downloaded' };
       }
       const steps = planPackage(pkg, ctx);
-      const resolved = await resolveSteps(steps, file, digests, fetchOptions, (l) => {
+      const entries = await resolveBlobs(steps, fetchOptions, (l) => {
         jc.log(l);
       });
-      const why = options.force === true ? 'forced' : staleReason(out, pkg.name, file, resolved.fingerprint);
+      // With no output or no record the answer is known: build, and hash while writing.
+      let why =
+        options.force === true
+          ? 'forced'
+          : !fs.existsSync(file)
+            ? 'output missing'
+            : readRecord(out, pkg.name) === undefined
+              ? 'not built by slipway before'
+              : undefined;
+      why ??= staleReason(out, pkg.name, file, fingerprintOf(entries, file, digests));
       if (why === undefined) {
         info.cached = true;
         return { cached: true };
       }
       jc.log(`building ${path.basename(file)}: ${why}`);
-      const r = await writeTarOutput(file, () => archiveBody(resolved.entries), {
+      const r = await writeTarOutput(file, () => archiveBody(entries, digests), {
         gzip: pkg.output.type === 'zone' ? { level: 1 } : false,
         reporter,
         task: `write ${path.basename(file)}`,
       });
-      await saveRecord(out, pkg.name, file, resolved.fingerprint);
+      await saveRecord(out, pkg.name, file, fingerprintOf(entries, file, digests));
       return { detail: `${r.size} bytes, sha256 ${r.sha256}` };
     };
     return {
