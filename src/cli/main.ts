@@ -11,6 +11,7 @@ import { parse, str } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
 import { LAYER_USAGE, layerCommand } from './layer.js';
 import { PACKAGE_USAGE, packageCommand } from './package.js';
+import { PREREQ_USAGE, prereqCommand } from './prereq.js';
 import { killProcessGroupsSync } from '../build/process.js';
 import { CliReporter } from './render.js';
 
@@ -20,11 +21,14 @@ usage: slipway [--json] [--quiet] [--plain] [--debug] <group> <command> …
 
   layer    reproducible layer archives (oxide.json images): pack, inspect, verify, install, diff
   package  build Omicron package manifests on a parallel, cached job graph; stamp; list
+  prereq   prerequisite downloads pinned by version and checksum files: fetch, check
   demo     build an example (baseline/ + layers/*) into archives and install it into a scratch root
 
 ${LAYER_USAGE}
 
 ${PACKAGE_USAGE}
+
+${PREREQ_USAGE}
 
 slipway demo [EXAMPLE_DIR] [-o OUT_DIR]`;
 
@@ -76,6 +80,9 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case 'package':
         result = await packageCommand(rest, ctx);
+        break;
+      case 'prereq':
+        result = await prereqCommand(rest, ctx);
         break;
       case 'demo':
         result = await demo(rest, ctx);
