@@ -285,3 +285,61 @@ test('SIGINT in the middle of a build leaves no partial file in out/, and the ne
   assert.equal(again.status, 0, again.stderr);
   assert.ok(fs.statSync(path.join(r.out, 'oximeter.tar.gz')).size > 200 << 20);
 });
+
+test('blobs and buildomat blobs are fetched once, verified, and land under /opt/oxide/<service>/blob', async () => {
+  const dir = fs.mkdtempSync(path.join(tmp, 'blobs-'));
+  const s3blob = Buffer.from('s3 blob contents\n');
+  const artifact = Buffer.from('buildomat artifact\n');
+  const { createHash } = await import('node:crypto');
+  const sha = createHash('sha256').update(artifact).digest('hex');
+  let hits = 0;
+  const srv = http.createServer((req, res) => {
+    hits++;
+    if (req.url === '/s3/data/blob.bin') res.writeHead(200).end(s3blob);
+    else if (req.url === '/bm/oxidecomputer/dendrite/image/abc123/tool.bin') res.writeHead(200).end(artifact);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const base = `http://127.0.0.1:${(srv.address() as AddressInfo).port}`;
+  fs.writeFileSync(
+    path.join(dir, 'package-manifest.toml'),
+    `[package.dendrite]
+service_name = "dendrite"
+source.type = "local"
+source.blobs = ["data/blob.bin"]
+source.buildomat_blobs = [{ repo = "oxidecomputer/dendrite", series = "image", commit = "abc123", artifact = "tool.bin", sha256 = "${sha}" }]
+output.type = "zone"
+`,
+  );
+  try {
+    const opts = {
+      manifest: path.join(dir, 'package-manifest.toml'),
+      out: path.join(dir, 'out'),
+      blobUrl: `${base}/s3`,
+      buildomatUrl: `${base}/bm`,
+    };
+    const res = await buildPackages(opts);
+    assert.equal(res.report?.ok, true, res.report?.jobs[0]?.error?.message);
+    assert.deepEqual(names(path.join(dir, 'out/dendrite.tar.gz')), [
+      'oxide.json',
+      'root/',
+      'root/opt',
+      'root/opt/oxide',
+      'root/opt/oxide/dendrite',
+      'root/opt/oxide/dendrite/blob',
+      'root/opt/oxide/dendrite/blob/data/blob.bin',
+      'root/opt/oxide/dendrite/blob/tool.bin',
+    ]);
+    assert.equal(hits, 2);
+    fs.rmSync(path.join(dir, 'out/dendrite.tar.gz'));
+    const again = await buildPackages(opts);
+    assert.equal(again.report?.ok, true);
+    assert.equal(hits, 2, 'blobs come from the cache the second time');
+  } finally {
+    await new Promise<void>((resolve) => {
+      srv.close(() => {
+        resolve();
+      });
+    });
+  }
+});
