@@ -214,10 +214,16 @@ export function loadPrereqs(file: string, vars: Readonly<Record<string, string>>
     const versionFile = readPin('version_file');
     if (versionFile !== undefined) {
       if (SHELL_LINE.test(versionFile.text)) {
-        fileVars.push({ display: versionFile.display, vars: parseShellVars(versionFile.text, versionFile.display) });
+        fileVars.push({
+          display: versionFile.display,
+          vars: parseShellVars(versionFile.text, versionFile.display),
+        });
       } else {
         const version = parseBareVersion(versionFile.text, versionFile.display);
-        fileVars.push({ display: versionFile.display, vars: new Map([['VERSION', { value: version, line: 1 }]]) });
+        fileVars.push({
+          display: versionFile.display,
+          vars: new Map([['VERSION', { value: version, line: 1 }]]),
+        });
       }
     }
 
@@ -319,9 +325,13 @@ export function loadPrereqs(file: string, vars: Readonly<Record<string, string>>
     const rel = path.relative(dir, dest);
     // Downloads land inside the project: a dest that escapes it is a typo or worse.
     if (path.isAbsolute(destRel) || rel === '' || rel.startsWith('..') || path.isAbsolute(rel))
-      c.fail([...p, 'dest'], `${ctx}: ${JSON.stringify(destRel)} must be a relative path inside ${displayDir}`);
+      c.fail(
+        [...p, 'dest'],
+        `${ctx}: ${JSON.stringify(destRel)} must be a relative path inside ${displayDir}`,
+      );
     const other = dests.get(dest);
-    if (other !== undefined) c.fail([...p, 'dest'], `${ctx}: ${destRel} is also the dest of prereq '${other}'`);
+    if (other !== undefined)
+      c.fail([...p, 'dest'], `${ctx}: ${destRel} is also the dest of prereq '${other}'`);
     dests.set(dest, name);
 
     return { name, where: c.where(p), url, sha256: sha256.toLowerCase(), pinnedBy, dest };
@@ -488,13 +498,7 @@ export async function checkPrereqs(options: PrereqOptions = {}): Promise<PrereqC
 
 /** 'cached': dest already held the pin, nothing done. */
 export type PrereqFetchState =
-  | 'downloaded'
-  | 'from-cache'
-  | 'cached'
-  | 'failed'
-  | 'cancelled'
-  | 'not-run'
-  | 'dependency-failed';
+  'downloaded' | 'from-cache' | 'cached' | 'failed' | 'cancelled' | 'not-run' | 'dependency-failed';
 
 export interface PrereqFetch {
   name: string;
@@ -566,7 +570,8 @@ export async function fetchPrereqs(options: PrereqFetchOptions = {}): Promise<Pr
       states.set(p.name, 'cached');
       return { cached: true, detail: 'up to date' };
     }
-    if (have !== undefined) jc.log(`${p.dest}: sha256 ${have.sha256 ?? '(not a file)'} is not the pin; replacing`);
+    if (have !== undefined)
+      jc.log(`${p.dest}: sha256 ${have.sha256 ?? '(not a file)'} is not the pin; replacing`);
     for (let attempt = 0; ; attempt++) {
       const got = await fetchCached(p.url, p.sha256, {
         ...fetchOptions,

@@ -97,7 +97,9 @@ export async function prereqCommand(argv: string[], ctx: CliContext): Promise<Co
       })),
     };
     const lines =
-      r.prereqs.length === 0 ? [`${r.file}: no prereqs`] : [table(r.prereqs.map((p) => [p.name, p.state, shown(p.dest)]))];
+      r.prereqs.length === 0
+        ? [`${r.file}: no prereqs`]
+        : [table(r.prereqs.map((p) => [p.name, p.state, shown(p.dest)]))];
     const failed = r.prereqs.find((p) => p.name === r.failed);
     const e = failed?.error;
     if (e !== undefined) {
@@ -110,6 +112,8 @@ export async function prereqCommand(argv: string[], ctx: CliContext): Promise<Co
   }
   throw new SlipwayError(
     'USAGE',
-    sub === undefined ? `usage:\n${PREREQ_USAGE}` : `unknown command 'prereq ${sub}'\nusage:\n${PREREQ_USAGE}`,
+    sub === undefined
+      ? `usage:\n${PREREQ_USAGE}`
+      : `unknown command 'prereq ${sub}'\nusage:\n${PREREQ_USAGE}`,
   );
 }
