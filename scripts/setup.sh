@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Real peers the tests and benchmarks run against.
 debs=(pigz tar gzip)
+# S3: a throwaway Ceph cluster with its RADOS Gateway (scripts/services/ceph-s3.sh).
+debs+=(ceph-mon ceph-osd radosgw ceph-common curl uuid-runtime)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -91,13 +91,20 @@ async function attempt(
   return { sha256, size };
 }
 
-/** Downloads `url` to `dest` (atomically), verifying `sha256` when given. */
+/**
+ * Downloads `url` to `dest` (atomically), verifying `sha256` when given.
+ * `s3://bucket/key` URLs go through the S3 API (see s3.ts; loaded only then).
+ */
 export async function download(
   url: string,
   dest: string,
   sha256: string | undefined,
   options: FetchOptions = {},
 ): Promise<{ sha256: string; size: number }> {
+  if (url.startsWith('s3://')) {
+    const { s3Get } = await import('./s3.js');
+    return s3Get(url, dest, sha256, options);
+  }
   const retries = options.retries ?? 4;
   let delay = options.backoffMs ?? 250;
   fs.mkdirSync(path.dirname(dest), { recursive: true });
