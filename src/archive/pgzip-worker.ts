@@ -79,9 +79,19 @@ function handle(req: BlockRequest): { reply: BlockReply; transfer: ArrayBuffer[]
 
 const port = parentPort;
 if (port !== null && (workerData as unknown) === WORKER_MARK) {
-  port.on('message', (req: BlockRequest) => {
+  let failNext = false;
+  port.on('message', (req: BlockRequest | 'fail-next') => {
+    // A test hook: the next block fails as a broken worker's would.
+    if (req === 'fail-next') {
+      failNext = true;
+      return;
+    }
     let result: { reply: BlockReply; transfer: ArrayBuffer[] };
     try {
+      if (failNext) {
+        failNext = false;
+        throw new Error('failing on request (test hook)');
+      }
       result = handle(req);
     } catch (err) {
       const e = err instanceof Error ? err : new Error(String(err));

@@ -177,6 +177,14 @@ class Pool {
     best.submit({ ...req, id: this.#nextId++ }, cb);
   }
 
+  busy(): boolean {
+    return this.#slots.some((s) => s.jobs.size > 0);
+  }
+
+  failNext(): void {
+    this.#slots[0]?.worker.postMessage('fail-next');
+  }
+
   async shutdown(): Promise<void> {
     const slots = this.#slots;
     this.#slots = [];
@@ -187,14 +195,31 @@ class Pool {
 let pool: Pool | undefined;
 
 /**
- * Stops the shared worker threads (they are recreated on next use). Streams
- * still compressing fail with an INTERNAL error. Never needed for the process
- * to exit: idle workers are unref()ed.
+ * Stops the shared worker threads once they have finished the blocks they
+ * hold (they are recreated on next use). Never needed for the process to
+ * exit: idle workers are unref()ed.
+ *
+ * Workers are never terminated mid-block: Node aborts the whole process when
+ * a thread is torn down while a zlib handle is half made ("close before init").
  */
 export async function shutdownParallelGzip(): Promise<void> {
   const p = pool;
   pool = undefined;
+  await parallelGzipIdle(p);
   await p?.shutdown();
+}
+
+/** Resolves when no worker holds a block (so the process may exit without tearing down a busy thread). */
+export async function parallelGzipIdle(p: Pool | undefined = pool): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (p?.busy() === true && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+  }
+}
+
+/** For tests: the next block the first worker takes fails, as a broken worker's would. */
+export function failNextParallelGzipBlockForTest(): void {
+  pool?.failNext();
 }
 
 const EMPTY = Buffer.alloc(0);

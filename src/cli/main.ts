@@ -13,6 +13,7 @@ import { LAYER_USAGE, layerCommand } from './layer.js';
 import { PACKAGE_USAGE, packageCommand } from './package.js';
 import { PREREQ_USAGE, prereqCommand } from './prereq.js';
 import { killProcessGroupsSync } from '../build/process.js';
+import { parallelGzipIdle } from '../archive/pgzip.js';
 import { CliReporter } from './render.js';
 
 const USAGE = `slipway: release engineering for image-based systems
@@ -118,9 +119,11 @@ function errorJson(err: unknown): { code: string; message: string; where?: strin
 }
 
 // Interrupts: abort running work, kill the process groups of our children,
-// drop every temp file and exit non-zero at once. Outputs are only ever
-// renamed into place when complete, so nothing partial remains, and the next
-// run picks up where this one stopped (finished packages are cached).
+// drop every temp file, then die of the same signal (the shell sees 130/143).
+// Outputs are only ever renamed into place when complete, so nothing partial
+// remains, and the next run picks up where this one stopped. Re-raising the
+// signal, rather than process.exit(), skips tearing down busy gzip worker
+// threads, which Node can abort on ("close before init").
 const interrupt = new AbortController();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
@@ -128,8 +131,11 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     interrupt.abort();
     killProcessGroupsSync('SIGKILL');
     removeTempFilesSync();
-    process.exit(sig === 'SIGINT' ? 130 : 143);
+    process.removeAllListeners(sig);
+    process.kill(process.pid, sig);
   });
 }
 
 process.exitCode = await main(process.argv.slice(2));
+// A failed command may have left blocks in the gzip workers; let them finish before Node tears the threads down.
+await parallelGzipIdle();
