@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openAtomic } from '../core/atomic-file.js';
 import { SlipwayError } from '../core/errors.js';
+import { Retryable, saveVerified, withRetries } from './transfer.js';
 
 export interface FetchOptions {
   /** Attempts after the first, default 4. */
@@ -30,22 +30,6 @@ export interface Fetched {
 
 const RETRYABLE = new Set([408, 429, 500, 502, 503, 504]);
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(new SlipwayError('INTERRUPTED', 'download cancelled'));
-      },
-      { once: true },
-    );
-  });
-}
-
-class Retryable extends Error {}
-
 async function attempt(
   url: string,
   dest: string,
@@ -66,29 +50,7 @@ async function attempt(
       where: url,
     });
   }
-  const out = await openAtomic(dest);
-  const hash = createHash('sha256');
-  let size = 0;
-  try {
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      hash.update(chunk);
-      size += chunk.length;
-      await out.write(chunk);
-    }
-  } catch (err) {
-    await out.abort();
-    if (signal?.aborted === true) throw new SlipwayError('INTERRUPTED', 'download cancelled', { cause: err });
-    throw new Retryable(`connection broke after ${size} bytes: ${(err as Error).message}`);
-  }
-  const sha256 = hash.digest('hex');
-  if (expected !== undefined && sha256 !== expected.toLowerCase()) {
-    await out.abort();
-    throw new SlipwayError('CHECKSUM_MISMATCH', `${url}: sha256 is ${sha256}, expected ${expected}`, {
-      where: url,
-    });
-  }
-  await out.commit();
-  return { sha256, size };
+  return saveVerified(res.body, dest, url, expected, signal === undefined ? {} : { signal });
 }
 
 /**
@@ -105,26 +67,8 @@ export async function download(
     const { s3Get } = await import('./s3.js');
     return s3Get(url, dest, sha256, options);
   }
-  const retries = options.retries ?? 4;
-  let delay = options.backoffMs ?? 250;
   fs.mkdirSync(path.dirname(dest), { recursive: true });
-  for (let i = 0; ; i++) {
-    try {
-      return await attempt(url, dest, sha256, options.signal);
-    } catch (err) {
-      if (!(err instanceof Retryable)) throw err;
-      if (i >= retries) {
-        throw new SlipwayError(
-          'DOWNLOAD_FAILED',
-          `GET ${url}: ${err.message} (gave up after ${i + 1} attempts)`,
-          { where: url },
-        );
-      }
-      options.onRetry?.(i + 1, err.message);
-      await sleep(delay, options.signal);
-      delay *= 2;
-    }
-  }
+  return withRetries(url, `GET ${url}`, () => attempt(url, dest, sha256, options.signal), options);
 }
 
 export interface CacheFetchOptions extends FetchOptions {

@@ -8,14 +8,13 @@
  * The AWS SDK is imported lazily, on the first S3 request, so commands that
  * never touch S3 do not pay for loading it.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
-import { openAtomic } from '../core/atomic-file.js';
 import { SlipwayError } from '../core/errors.js';
 import type { FetchOptions } from './fetch.js';
+import { Retryable, saveVerified, withRetries } from './transfer.js';
 
 export interface S3Location {
   bucket: string;
@@ -126,8 +125,6 @@ export function closeS3Clients(): void {
   clients.clear();
 }
 
-class Retryable extends Error {}
-
 const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 const THROTTLING = new Set([
   'SlowDown',
@@ -204,50 +201,10 @@ async function attempt(
   } catch (err) {
     throw classify(err, url, loc, signal);
   }
-  const out = await openAtomic(dest);
-  const hash = createHash('sha256');
-  let size = 0;
-  try {
-    for await (const chunk of body) {
-      hash.update(chunk);
-      size += chunk.length;
-      await out.write(chunk);
-    }
-    if (contentLength !== undefined && size !== contentLength) {
-      throw new Error(`got ${size} of ${contentLength} bytes`);
-    }
-  } catch (err) {
-    await out.abort();
-    (body as { destroy?: () => void }).destroy?.();
-    if (signal?.aborted === true) throw new SlipwayError('INTERRUPTED', 'download cancelled', { cause: err });
-    throw new Retryable(`connection broke after ${size} bytes: ${(err as Error).message}`);
-  }
-  const sha256 = hash.digest('hex');
-  if (expected !== undefined && sha256 !== expected.toLowerCase()) {
-    await out.abort();
-    throw new SlipwayError('CHECKSUM_MISMATCH', `${url}: sha256 is ${sha256}, expected ${expected}`, {
-      where: url,
-    });
-  }
-  await out.commit();
-  return { sha256, size };
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted === true) {
-      reject(new SlipwayError('INTERRUPTED', 'download cancelled'));
-      return;
-    }
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener(
-      'abort',
-      () => {
-        clearTimeout(t);
-        reject(new SlipwayError('INTERRUPTED', 'download cancelled'));
-      },
-      { once: true },
-    );
+  return saveVerified(body, dest, url, expected, {
+    ...(signal !== undefined ? { signal } : {}),
+    ...(contentLength !== undefined ? { expectedLength: contentLength } : {}),
+    onBroken: () => (body as { destroy?: () => void }).destroy?.(),
   });
 }
 
@@ -274,24 +231,11 @@ export async function s3Get(
     );
   }
   const sdk = await loadSdk();
-  const retries = options.retries ?? 4;
-  let delay = options.backoffMs ?? 250;
   fs.mkdirSync(path.dirname(dest), { recursive: true });
-  for (let i = 0; ; i++) {
-    try {
-      return await attempt(client, sdk, url, loc, dest, expectedSha256, options.signal);
-    } catch (err) {
-      if (!(err instanceof Retryable)) throw err;
-      if (i >= retries) {
-        throw new SlipwayError(
-          'DOWNLOAD_FAILED',
-          `GET ${url}: ${err.message} (bucket '${loc.bucket}', key '${loc.key}'; gave up after ${i + 1} attempts)`,
-          { where: url },
-        );
-      }
-      options.onRetry?.(i + 1, err.message);
-      await sleep(delay, options.signal);
-      delay *= 2;
-    }
-  }
+  return withRetries(
+    url,
+    `GET ${url} (bucket '${loc.bucket}', key '${loc.key}')`,
+    () => attempt(client, sdk, url, loc, dest, expectedSha256, options.signal),
+    options,
+  );
 }
