@@ -220,38 +220,35 @@ function staleReason(out: string, name: string, output: string, fingerprint: str
 
 type Entry = PlannedEntry | { kind: 'component'; file: string };
 
-/** Blobs become files from the download cache; every other step is already an entry. */
+/** Blobs become files from the download cache (fetched in parallel); every other step is already an entry. */
 async function resolveBlobs(
   steps: Step[],
   fetchOptions: CacheFetchOptions,
   log: (line: string) => void,
 ): Promise<Entry[]> {
-  const entries: Entry[] = [];
-  for (const s of steps) {
-    if (s.kind !== 'blob') {
-      entries.push(s);
-      continue;
-    }
-    const got = await fetchCached(s.url, s.sha256, {
-      ...fetchOptions,
-      onRetry: (n, why) => {
-        log(`retry ${n} of ${s.url}: ${why}`);
-      },
-    });
-    if (!got.cached) log(`downloaded ${s.url} (${got.size} bytes, sha256 ${got.sha256})`);
-    const st = fs.statSync(got.path);
-    entries.push({
-      kind: 'file',
-      path: s.path,
-      from: got.path,
-      size: st.size,
-      mode: 0o644,
-      mtimeMs: st.mtimeMs,
-      ino: st.ino,
-      dev: st.dev,
-    });
-  }
-  return entries;
+  return Promise.all(
+    steps.map(async (s): Promise<Entry> => {
+      if (s.kind !== 'blob') return s;
+      const got = await fetchCached(s.url, s.sha256, {
+        ...fetchOptions,
+        onRetry: (n, why) => {
+          log(`retry ${n} of ${s.url}: ${why}`);
+        },
+      });
+      if (!got.cached) log(`downloaded ${s.url} (${got.size} bytes, sha256 ${got.sha256})`);
+      const st = fs.statSync(got.path);
+      return {
+        kind: 'file',
+        path: s.path,
+        from: got.path,
+        size: st.size,
+        mode: 0o644,
+        mtimeMs: st.mtimeMs,
+        ino: st.ino,
+        dev: st.dev,
+      };
+    }),
+  );
 }
 
 /** The cache key: output path and every entry in order (paths, modes, sizes, content digests, link targets). */
