@@ -21,6 +21,8 @@ export interface BlockRequest {
   dictLen: number;
   len: number;
   last: boolean;
+  /** Which check value to return for the block: CRC-32 (gzip, the default) or Adler-32 (zlib, pzlib.ts). */
+  check?: 'crc32' | 'adler32';
 }
 
 export type BlockReply =
@@ -56,10 +58,39 @@ export function compressBlock(
   });
 }
 
+const ADLER_BASE = 65521;
+/**
+ * Bytes summed before reducing: zlib's NMAX (5552) keeps b below 2^32; 3800
+ * keeps it below 2^31 so V8 stays on small-integer arithmetic.
+ */
+const ADLER_NMAX = 3800;
+
+/**
+ * Adler-32 (RFC 1950) of `data`, continuing from `adler` (1 for a fresh
+ * stream). Node's zlib binding exposes crc32 but no adler32, so it is written
+ * here by hand; sums are reduced modulo 65521 every NMAX bytes as in zlib.
+ */
+export function adler32(data: Uint8Array, adler = 1): number {
+  let a = adler & 0xffff;
+  let b = (adler >>> 16) & 0xffff;
+  const n = data.length;
+  let i = 0;
+  while (i < n) {
+    const end = Math.min(n, i + ADLER_NMAX);
+    for (; i < end; i++) {
+      a += data[i] as number;
+      b += a;
+    }
+    a %= ADLER_BASE;
+    b %= ADLER_BASE;
+  }
+  return ((b << 16) | a) >>> 0;
+}
+
 function handle(req: BlockRequest): { reply: BlockReply; transfer: ArrayBuffer[] } {
   const data = new Uint8Array(req.buf, req.dictLen, req.len);
   const dict = req.dictLen > 0 ? new Uint8Array(req.buf, 0, req.dictLen) : undefined;
-  const crc = zlib.crc32(data);
+  const crc = req.check === 'adler32' ? adler32(data) : zlib.crc32(data);
   const out = compressBlock(req.level, dict, data, req.last);
   // Hand over zlib's own output buffer when it is not a slice of Node's
   // shared Buffer pool (which must never be transferred); copy otherwise.

@@ -46,6 +46,31 @@ function gzipTrailer(crc: number, size: number): Buffer {
   return t;
 }
 
+/**
+ * What wraps the deflate stream: gzip (here) or zlib (pzlib.ts). The block
+ * scheme is the same; only the header, the check value, how per-block check
+ * values are combined, and the trailer differ.
+ */
+export interface DeflateContainer {
+  header(level: number): Buffer;
+  trailer(check: number, size: number): Buffer;
+  check: 'crc32' | 'adler32';
+  /** The check value of no bytes. */
+  initial: number;
+  checkOf(data: Uint8Array): number;
+  /** The check value of A‖B from check(A), check(B) and len(B). */
+  combine(a: number, b: number, lenB: number): number;
+}
+
+const GZIP_CONTAINER: DeflateContainer = {
+  header: gzipHeader,
+  trailer: gzipTrailer,
+  check: 'crc32',
+  initial: 0,
+  checkOf: (data) => crc32Of(data),
+  combine: crc32Combine,
+};
+
 interface ResolvedOptions {
   level: number;
   workers: number;
@@ -249,7 +274,8 @@ class ParallelGzip extends Transform {
   readonly #done = new Map<number, BlockResult>();
   /** Input buffers back from finished jobs, for the next blocks. */
   #spares: ArrayBuffer[] = [];
-  #crc = 0;
+  readonly #container: DeflateContainer;
+  #crc: number;
   #size = 0;
 
   #heldWrite: TransformCallback | null = null;
@@ -258,7 +284,7 @@ class ParallelGzip extends Transform {
   #pumping = false;
   #gone = false;
 
-  constructor(opts: ResolvedOptions) {
+  constructor(opts: ResolvedOptions, container: DeflateContainer) {
     super({ readableHighWaterMark: opts.blockSize, writableHighWaterMark: opts.blockSize });
     this.#level = opts.level;
     this.#workers = opts.workers;
@@ -268,7 +294,9 @@ class ParallelGzip extends Transform {
     // slower block holds up the output; measured ~5% faster than none.
     this.#maxUnsent = 4 * opts.workers;
     this.#blockOp = crc32CombineGen(opts.blockSize);
-    this.push(gzipHeader(opts.level));
+    this.#container = container;
+    this.#crc = container.initial;
+    this.push(container.header(opts.level));
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -285,7 +313,12 @@ class ParallelGzip extends Transform {
       // Everything fits in one block: no point in a round trip to a worker.
       const data = this.#take(this.#pendingLen);
       this.push(compressBlock(this.#level, undefined, data, true));
-      this.push(gzipTrailer(data.length === 0 ? 0 : crc32Of(data), data.length));
+      this.push(
+        this.#container.trailer(
+          data.length === 0 ? this.#container.initial : this.#container.checkOf(data),
+          data.length,
+        ),
+      );
       cb();
       return;
     }
@@ -369,7 +402,12 @@ class ParallelGzip extends Transform {
       try {
         const data = buf.subarray(dictLen);
         const dict = dictLen > 0 ? buf.subarray(0, dictLen) : undefined;
-        result = { crc: crc32Of(data), len, data: compressBlock(this.#level, dict, data, last), spare: ab };
+        result = {
+          crc: this.#container.checkOf(data),
+          len,
+          data: compressBlock(this.#level, dict, data, last),
+          spare: ab,
+        };
       } catch (err) {
         result = new SlipwayError('INTERNAL', `gzip failed: ${String(err)}`, { cause: err });
       }
@@ -378,7 +416,11 @@ class ParallelGzip extends Transform {
     }
     pool ??= new Pool();
     try {
-      pool.submit(this.#workers, { level: this.#level, buf: ab, dictLen, len, last }, onResult);
+      pool.submit(
+        this.#workers,
+        { level: this.#level, buf: ab, dictLen, len, last, check: this.#container.check },
+        onResult,
+      );
     } catch (err) {
       this.destroy(err instanceof Error ? err : new SlipwayError('INTERNAL', String(err)));
     }
@@ -395,16 +437,16 @@ class ParallelGzip extends Transform {
       this.#nextOut++;
       if (r.spare !== undefined && this.#spares.length < this.#maxUnsent) this.#spares.push(r.spare);
       this.#crc =
-        r.len === this.#blockSize
+        r.len === this.#blockSize && this.#container.check === 'crc32'
           ? crc32CombineOp(this.#crc, r.crc, this.#blockOp)
-          : crc32Combine(this.#crc, r.crc, r.len);
+          : this.#container.combine(this.#crc, r.crc, r.len);
       this.#size += r.len;
       if (!this.push(r.data)) this.#readWanted = false;
     }
     if (this.#heldFlush !== null && this.#nextOut > this.#lastSeq) {
       const cb = this.#heldFlush;
       this.#heldFlush = null;
-      this.push(gzipTrailer(this.#crc, this.#size));
+      this.push(this.#container.trailer(this.#crc, this.#size));
       cb();
       return;
     }
@@ -425,6 +467,8 @@ class ParallelGzip extends Transform {
       need -= n;
       this.#pendingHead += n;
       if (this.#pendingHead === head.length) {
+        // Drop the consumed chunk now: the array itself is only compacted now and then.
+        this.#pending[i] = EMPTY;
         i++;
         this.#pendingHead = 0;
       }
@@ -466,7 +510,12 @@ function nextHistory(history: Buffer, block: Buffer): Buffer {
  * 4*workers handed out but not yet pushed, plus one block of pending input.
  */
 export function createParallelGzip(options: GzipOptions = {}): Transform {
-  return new ParallelGzip(resolveOptions(options));
+  return new ParallelGzip(resolveOptions(options), GZIP_CONTAINER);
+}
+
+/** The same block machinery in another container (zlib: pzlib.ts). */
+export function createParallelDeflate(options: GzipOptions, container: DeflateContainer): Transform {
+  return new ParallelGzip(resolveOptions(options), container);
 }
 
 /** Convenience for small buffers (tests, in-memory): same bytes as the stream would produce. */

@@ -9,6 +9,7 @@ import { removeTempFilesSync } from '../core/atomic-file.js';
 import { runDemo } from '../releng/demo.js';
 import { parse, str } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
+import { BOOT_USAGE, bootCommand } from './boot.js';
 import { LAYER_USAGE, layerCommand } from './layer.js';
 import { PACKAGE_USAGE, packageCommand } from './package.js';
 import { PREREQ_USAGE, prereqCommand } from './prereq.js';
@@ -23,6 +24,7 @@ usage: slipway [--json] [--quiet] [--plain] [--debug] <group> <command> …
   layer    reproducible layer archives (oxide.json images): pack, inspect, verify, install, diff
   package  build Omicron package manifests on a parallel, cached job graph; stamp; list
   prereq   prerequisite downloads pinned by version and checksum files: fetch, check
+  boot     phase-2 ramdisk boot images: mkimage, lookimage
   demo     build an example (baseline/ + layers/*) into archives and install it into a scratch root
 
 ${LAYER_USAGE}
@@ -30,6 +32,8 @@ ${LAYER_USAGE}
 ${PACKAGE_USAGE}
 
 ${PREREQ_USAGE}
+
+${BOOT_USAGE}
 
 slipway demo [EXAMPLE_DIR] [-o OUT_DIR]`;
 
@@ -84,6 +88,9 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case 'prereq':
         result = await prereqCommand(rest, ctx);
+        break;
+      case 'boot':
+        result = await bootCommand(rest, ctx);
         break;
       case 'demo':
         result = await demo(rest, ctx);

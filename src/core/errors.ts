@@ -58,6 +58,14 @@ export const ERROR_CODES = {
   OFFLINE_MISSING: 'input',
   PACKAGE_INPUT_MISSING: 'input',
   BUILD_FAILED: 'failure',
+  // boot images (src/formats/bootimage.ts, src/boot/image.ts)
+  BOOTIMAGE_INVALID: 'input',
+  BOOTIMAGE_NAME_INVALID: 'input',
+  BOOTIMAGE_NAME_TOO_LONG: 'input',
+  BOOTIMAGE_TOO_LARGE: 'input',
+  BOOTIMAGE_TRUNCATED: 'input',
+  BOOTIMAGE_CORRUPT: 'input',
+  BOOTIMAGE_CHECKSUM_MISMATCH: 'input',
 } as const satisfies Record<string, Kind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -286,3 +286,22 @@ test('the worker pool never keeps the process alive', () => {
 after(async () => {
   await parallelGzipIdle();
 });
+
+test('memory stays flat: consumed input is released while the stream runs', async () => {
+  const chunk = mixedData(1024 * KiB, 71);
+  const gz = createParallelGzip({ workers: 2 });
+  gz.resume();
+  const before = process.memoryUsage().arrayBuffers;
+  let peak = 0;
+  // 192 MiB through in 1 MiB writes; without release the input would pile up.
+  for (let i = 0; i < 192; i++) {
+    if (!gz.write(Buffer.from(chunk))) await once(gz, 'drain');
+    if (i % 16 === 0) {
+      (globalThis as { gc?: () => void }).gc?.();
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    }
+  }
+  gz.end();
+  await once(gz, 'end');
+  assert.ok(peak < 96 * 1024 * KiB, `array buffers grew by ${Math.round(peak / 1048576)} MiB`);
+});
