@@ -4,7 +4,6 @@
  * old file or the new one, never half of one, and no temp file on error.
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -160,14 +159,4 @@ export async function withAtomicFile<T>(
     await file.abort();
     throw err;
   }
-}
-
-/** Waits for a writable to finish (used by callers that end a stream themselves). */
-export async function finished(w: Writable): Promise<void> {
-  if (w.writableFinished) return;
-  await once(w, 'finish');
-}
-
-export function existsSync(p: string): boolean {
-  return fs.existsSync(p);
 }
