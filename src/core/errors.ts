@@ -66,6 +66,21 @@ export const ERROR_CODES = {
   BOOTIMAGE_TRUNCATED: 'input',
   BOOTIMAGE_CORRUPT: 'input',
   BOOTIMAGE_CHECKSUM_MISMATCH: 'input',
+  // network boot (src/formats/netboot.ts, src/boot/netboot-*.ts)
+  /** A bad MAC address, interface or option for a netboot server or client. */
+  NETBOOT_INVALID_OPTION: 'input',
+  /** The server only serves uncompressed boot images (like the reference). */
+  NETBOOT_IMAGE_COMPRESSED: 'input',
+  /** No client said HELLO within the server's wait time. */
+  NETBOOT_NO_CLIENT: 'failure',
+  /** The client got no acceptable OFFER, or the transfer did not finish, in time. */
+  NETBOOT_TIMEOUT: 'failure',
+  /** The server answered RESET; the client gave up. */
+  NETBOOT_RESET: 'failure',
+  /** The received image's sha256 differs from the expected checksum. */
+  NETBOOT_CHECKSUM_MISMATCH: 'failure',
+  /** Raw Ethernet I/O is not available (no capture library, no permission, no interface). */
+  NETBOOT_LINK_UNAVAILABLE: 'failure',
 } as const satisfies Record<string, Kind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
