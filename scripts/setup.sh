@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the tests and benchmarks run against.
-debs=(pigz tar gzip)
+debs=(pigz tar gzip libpcap-dev iproute2)
 # S3: a throwaway Ceph cluster with its RADOS Gateway (scripts/services/ceph-s3.sh).
 debs+=(ceph-mon ceph-osd radosgw ceph-common curl uuid-runtime)
 missing=()

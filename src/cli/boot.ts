@@ -1,5 +1,8 @@
 /** `slipway boot …`: thin adapters from flags to src/boot. */
 import { lookimage, mkimage } from '../boot/index.js';
+import { fetchNetboot } from '../boot/netboot-client.js';
+import { openRawLink } from '../boot/netboot-link.js';
+import { serveNetboot } from '../boot/netboot-server.js';
 import { SlipwayError } from '../core/errors.js';
 import { formatLookimage, headerJson } from '../formats/bootimage.js';
 import { int, parse, str } from './args.js';
@@ -8,6 +11,8 @@ import type { CliContext, CommandResult } from './context.js';
 export const BOOT_USAGE = `slipway boot <command>
   mkimage -i RAW -o IMAGE [-O CSUM_FILE] [-s MEBIBYTES] [-N NAME] [-D DATASET] [-z] [--level N] [--workers N]
   lookimage [-s|--skip-checksum] IMAGE
+  serve IMAGE --interface IF [--client MAC|any]... [--once] [--timeout SECS]
+  fetch --interface IF --checksum HEX -o OUT [--timeout SECS]
 every command takes --json`;
 
 async function mkimageCommand(argv: string[], ctx: CliContext): Promise<CommandResult> {
@@ -71,6 +76,92 @@ async function lookimageCommand(argv: string[], ctx: CliContext): Promise<Comman
   };
 }
 
+async function serveCommand(argv: string[], ctx: CliContext): Promise<CommandResult> {
+  const usage = 'slipway boot serve IMAGE --interface IF [--client MAC|any]... [--once] [--timeout SECS]';
+  const { values, positionals } = parse(
+    argv,
+    {
+      interface: { type: 'string', short: 'i' },
+      client: { type: 'string', multiple: true },
+      once: { type: 'boolean' },
+      timeout: { type: 'string' },
+    },
+    usage,
+  );
+  const image = positionals[0];
+  const iface = str(values.interface);
+  if (image === undefined || positionals.length !== 1 || iface === undefined)
+    throw new SlipwayError('USAGE', `usage: ${usage}`);
+  const clients = Array.isArray(values.client)
+    ? values.client.filter((c): c is string => typeof c === 'string')
+    : [];
+  const timeout = int(values.timeout, '--timeout');
+  const link = openRawLink(iface);
+  ctx.reporter.emit({ kind: 'log', level: 'info', message: `serving ${image} on ${iface} (${link.mac})` });
+  try {
+    const r = await serveNetboot({
+      imagePath: image,
+      link,
+      clients: clients.length === 0 || clients.includes('any') ? 'any' : clients,
+      signal: ctx.signal,
+      ...(values.once === true ? { exitAfterFinished: 1 } : {}),
+      ...(timeout !== undefined ? { noClientTimeoutMs: timeout * 1000 } : {}),
+    });
+    const sessions = [...r.sessions.entries()].map(([mac, st]) => ({ mac, ...st }));
+    return {
+      data: { finished: r.finished, sessions },
+      human: `served ${image}: ${r.finished} client(s) finished (${sessions.map((s) => s.mac).join(', ')})`,
+    };
+  } finally {
+    link.close();
+  }
+}
+
+async function fetchCommand(argv: string[], ctx: CliContext): Promise<CommandResult> {
+  const usage = 'slipway boot fetch --interface IF --checksum HEX -o OUT [--timeout SECS]';
+  const { values } = parse(
+    argv,
+    {
+      interface: { type: 'string', short: 'i' },
+      checksum: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+      timeout: { type: 'string' },
+    },
+    usage,
+  );
+  const iface = str(values.interface);
+  const checksum = str(values.checksum);
+  const output = str(values.output);
+  if (iface === undefined || checksum === undefined || output === undefined)
+    throw new SlipwayError('USAGE', `usage: ${usage}`);
+  if (!/^[0-9a-fA-F]{64}$/.test(checksum))
+    throw new SlipwayError('USAGE', `--checksum takes 64 hex digits (a sha256), got '${checksum}'`);
+  const timeout = int(values.timeout, '--timeout');
+  const link = openRawLink(iface);
+  try {
+    const r = await fetchNetboot({
+      link,
+      expectedSha256: Buffer.from(checksum, 'hex'),
+      outputPath: output,
+      signal: ctx.signal,
+      ...(timeout !== undefined ? { timeoutMs: timeout * 1000, offerTimeoutMs: timeout * 1000 } : {}),
+    });
+    return {
+      data: {
+        output,
+        bytes: r.image.length,
+        server: r.server,
+        dataset: r.dataset,
+        retransmits: r.retransmits,
+        ms: r.ms,
+      },
+      human: `${output}: ${r.image.length} bytes from ${r.server} in ${r.ms} ms (${r.retransmits} re-requests), sha256 ${checksum.toLowerCase()}`,
+    };
+  } finally {
+    link.close();
+  }
+}
+
 export async function bootCommand(argv: string[], ctx: CliContext): Promise<CommandResult> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -78,6 +169,10 @@ export async function bootCommand(argv: string[], ctx: CliContext): Promise<Comm
       return mkimageCommand(rest, ctx);
     case 'lookimage':
       return lookimageCommand(rest, ctx);
+    case 'serve':
+      return serveCommand(rest, ctx);
+    case 'fetch':
+      return fetchCommand(rest, ctx);
     default:
       throw new SlipwayError(
         'USAGE',
