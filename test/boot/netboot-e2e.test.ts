@@ -138,3 +138,99 @@ test('boot serve and boot fetch move a 64 MiB image over raw Ethernet between tw
     spawnSync('ip', ['netns', 'del', nsB]);
   }
 });
+
+test('two clients at once through a bridge both complete, each in its own session', async (t) => {
+  if (process.getuid?.() !== 0) {
+    t.skip('network namespaces need root: run the suite as root (CI does)');
+    return;
+  }
+  const id = `${process.pid % 10000}`;
+  const ns = [`sw-s${id}`, `sw-c1${id}`, `sw-c2${id}`] as const;
+  try {
+    for (const n of ns) ip('netns', 'add', n);
+    ip('-n', ns[0], 'link', 'add', 'br0', 'type', 'bridge');
+    ip('-n', ns[0], 'link', 'set', 'br0', 'up');
+    for (const i of [1, 2] as const) {
+      const [port, peer] = [`swp${i}${id}`, `swc${i}${id}`];
+      ip('link', 'add', port, 'type', 'veth', 'peer', 'name', peer);
+      ip('link', 'set', port, 'netns', ns[0]);
+      ip('link', 'set', peer, 'netns', ns[i]);
+      ip('-n', ns[0], 'link', 'set', port, 'master', 'br0');
+      ip('-n', ns[0], 'link', 'set', port, 'up');
+      ip('-n', ns[i], 'link', 'set', peer, 'up');
+    }
+    const raw = path.join(tmp, 'raw16');
+    fs.writeFileSync(raw, randomBytes(16 << 20));
+    const sum = createHash('sha256').update(fs.readFileSync(raw)).digest('hex');
+    const image = path.join(tmp, 'image16');
+    assert.equal(
+      spawnSync(process.execPath, [bin, 'boot', 'mkimage', '-i', raw, '-o', image, '--quiet']).status,
+      0,
+    );
+    const server = spawn(
+      'ip',
+      [
+        'netns',
+        'exec',
+        ns[0],
+        process.execPath,
+        bin,
+        'boot',
+        'serve',
+        image,
+        '--interface',
+        'br0',
+        '--timeout',
+        '60',
+        '--quiet',
+      ],
+      {
+        stdio: 'ignore',
+      },
+    );
+    try {
+      const fetchOne = (i: 1 | 2): Promise<number | null> =>
+        new Promise((resolve) => {
+          const c = spawn(
+            'ip',
+            [
+              'netns',
+              'exec',
+              ns[i],
+              process.execPath,
+              bin,
+              'boot',
+              'fetch',
+              '--interface',
+              `swc${i}${id}`,
+              '--checksum',
+              sum,
+              '-o',
+              path.join(tmp, `out${i}`),
+              '--timeout',
+              '60',
+              '--quiet',
+            ],
+            {
+              stdio: 'ignore',
+            },
+          );
+          c.on('exit', (code) => {
+            resolve(code);
+          });
+        });
+      assert.deepEqual(await Promise.all([fetchOne(1), fetchOne(2)]), [0, 0]);
+      for (const i of [1, 2])
+        assert.equal(
+          createHash('sha256')
+            .update(fs.readFileSync(path.join(tmp, `out${i}`)))
+            .digest('hex'),
+          sum,
+        );
+    } finally {
+      server.kill('SIGTERM');
+    }
+  } finally {
+    for (const n of ns) spawnSync('ip', ['netns', 'del', n]);
+  }
+});
