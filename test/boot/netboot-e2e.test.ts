@@ -16,6 +16,11 @@ function ip(...args: string[]): void {
   assert.equal(r.status, 0, `ip ${args.join(' ')}: ${r.stderr}`);
 }
 
+/** argv for `ip`: run `slipway ARGS…` inside network namespace `ns`. */
+function inNs(ns: string, ...args: string[]): string[] {
+  return ['netns', 'exec', ns, process.execPath, bin, ...args];
+}
+
 // Two hosts on this machine: network namespaces joined by a veth pair, made and removed here.
 test('boot serve and boot fetch move a 64 MiB image over raw Ethernet between two namespaces', async (t) => {
   if (process.getuid?.() !== 0) {
@@ -50,22 +55,7 @@ test('boot serve and boot fetch move a 64 MiB image over raw Ethernet between tw
 
     const server = spawn(
       'ip',
-      [
-        'netns',
-        'exec',
-        nsA,
-        process.execPath,
-        bin,
-        'boot',
-        'serve',
-        image,
-        '--interface',
-        ifA,
-        '--once',
-        '--timeout',
-        '60',
-        '--json',
-      ],
+      inNs(nsA, 'boot', 'serve', image, '--interface', ifA, '--once', '--timeout', '60', '--json'),
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -83,12 +73,8 @@ test('boot serve and boot fetch move a 64 MiB image over raw Ethernet between tw
     const wrong = path.join(tmp, 'wrong');
     const bad = spawnSync(
       'ip',
-      [
-        'netns',
-        'exec',
+      inNs(
         nsB,
-        process.execPath,
-        bin,
         'boot',
         'fetch',
         '--interface',
@@ -99,7 +85,7 @@ test('boot serve and boot fetch move a 64 MiB image over raw Ethernet between tw
         wrong,
         '--timeout',
         '3',
-      ],
+      ),
       { encoding: 'utf8' },
     );
     assert.notEqual(bad.status, 0);
@@ -107,12 +93,8 @@ test('boot serve and boot fetch move a 64 MiB image over raw Ethernet between tw
     const out = path.join(tmp, 'fetched');
     const r = spawnSync(
       'ip',
-      [
-        'netns',
-        'exec',
+      inNs(
         nsB,
-        process.execPath,
-        bin,
         'boot',
         'fetch',
         '--interface',
@@ -124,7 +106,7 @@ test('boot serve and boot fetch move a 64 MiB image over raw Ethernet between tw
         '--timeout',
         '60',
         '--json',
-      ],
+      ),
       {
         encoding: 'utf8',
       },
@@ -169,21 +151,7 @@ test('two clients at once through a bridge both complete, each in its own sessio
     );
     const server = spawn(
       'ip',
-      [
-        'netns',
-        'exec',
-        ns[0],
-        process.execPath,
-        bin,
-        'boot',
-        'serve',
-        image,
-        '--interface',
-        'br0',
-        '--timeout',
-        '60',
-        '--quiet',
-      ],
+      inNs(ns[0], 'boot', 'serve', image, '--interface', 'br0', '--timeout', '60', '--quiet'),
       {
         stdio: 'ignore',
       },
@@ -193,12 +161,8 @@ test('two clients at once through a bridge both complete, each in its own sessio
         new Promise((resolve) => {
           const c = spawn(
             'ip',
-            [
-              'netns',
-              'exec',
+            inNs(
               ns[i],
-              process.execPath,
-              bin,
               'boot',
               'fetch',
               '--interface',
@@ -210,7 +174,7 @@ test('two clients at once through a bridge both complete, each in its own sessio
               '--timeout',
               '60',
               '--quiet',
-            ],
+            ),
             {
               stdio: 'ignore',
             },
