@@ -518,17 +518,21 @@ export function createParallelDeflate(options: GzipOptions, container: DeflateCo
   return new ParallelGzip(resolveOptions(options), container);
 }
 
-/** Convenience for small buffers (tests, in-memory): same bytes as the stream would produce. */
-export async function gzipBuffer(data: Uint8Array, options: GzipOptions = {}): Promise<Buffer> {
-  const gz = createParallelGzip(options);
+/** Ends `stream` with `data` and collects everything it produces. */
+export function collectTransform(stream: Transform, data: Uint8Array): Promise<Buffer> {
   const chunks: Buffer[] = [];
   return new Promise<Buffer>((resolve, reject) => {
-    gz.on('data', (c: Buffer) => chunks.push(c));
-    gz.on('error', reject);
-    gz.on('end', () => {
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('error', reject);
+    stream.on('end', () => {
       resolve(Buffer.concat(chunks));
     });
-    if (data.length > 0) gz.end(data);
-    else gz.end();
+    if (data.length > 0) stream.end(data);
+    else stream.end();
   });
+}
+
+/** Convenience for small buffers (tests, in-memory): same bytes as the stream would produce. */
+export async function gzipBuffer(data: Uint8Array, options: GzipOptions = {}): Promise<Buffer> {
+  return collectTransform(createParallelGzip(options), data);
 }

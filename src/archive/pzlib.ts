@@ -11,7 +11,7 @@
  */
 import type { Transform } from 'node:stream';
 import { SlipwayError } from '../core/errors.js';
-import { createParallelDeflate, type DeflateContainer, type GzipOptions } from './pgzip.js';
+import { collectTransform, createParallelDeflate, type DeflateContainer, type GzipOptions } from './pgzip.js';
 import { adler32 } from './pgzip-worker.js';
 
 export { adler32 };
@@ -82,15 +82,5 @@ export function createParallelZlib(options: ZlibOptions = {}): Transform {
 
 /** For small buffers and tests: the same bytes the stream produces. */
 export async function zlibBuffer(data: Uint8Array, options: ZlibOptions = {}): Promise<Buffer> {
-  const z = createParallelZlib(options);
-  const chunks: Buffer[] = [];
-  return new Promise<Buffer>((resolve, reject) => {
-    z.on('data', (c: Buffer) => chunks.push(c));
-    z.on('error', reject);
-    z.on('end', () => {
-      resolve(Buffer.concat(chunks));
-    });
-    if (data.length > 0) z.end(data);
-    else z.end();
-  });
+  return collectTransform(createParallelZlib(options), data);
 }

@@ -16,7 +16,13 @@ import * as path from 'node:path';
 import { openAtomic, writeFileAtomic } from '../core/atomic-file.js';
 import { fromSystemError, isSlipwayError, SlipwayError, type ErrorCode } from '../core/errors.js';
 import { type Reporter, silentReporter, warn } from '../core/events.js';
-import { formatKeyPath, parseTomlLocated, type KeySegment, type Located } from '../formats/toml-located.js';
+import {
+  formatKeyPath,
+  nearestLine,
+  parseTomlLocated,
+  type KeySegment,
+  type Located,
+} from '../formats/toml-located.js';
 import {
   parseBareVersion,
   parseChecksumList,
@@ -94,11 +100,7 @@ class Checker {
 
   /** The line of `p`, or of its nearest ancestor that has one (a missing key → its table). */
   where(p: Path): string {
-    for (let n = p.length; n > 0; n--) {
-      const l = this.located.lineOf(formatKeyPath(p.slice(0, n)));
-      if (l !== undefined) return `${this.file}:${l}`;
-    }
-    return `${this.file}:1`;
+    return `${this.file}:${nearestLine(this.located, p)}`;
   }
 
   fail(p: Path, message: string, code: ErrorCode = 'PREREQ_INVALID', cause?: unknown): never {

@@ -4,7 +4,13 @@
  * names file:line and the key path, unknown keys are warnings. Pure.
  */
 import { SlipwayError } from '../core/errors.js';
-import { formatKeyPath, parseTomlLocated, type KeySegment, type Located } from './toml-located.js';
+import {
+  formatKeyPath,
+  nearestLine,
+  parseTomlLocated,
+  type KeySegment,
+  type Located,
+} from './toml-located.js';
 
 export interface MappedPath {
   from: string;
@@ -89,11 +95,7 @@ class Checker {
 
   /** The line of `path`, or of its nearest ancestor that has one (a missing key → its table). */
   line(path: Path): number {
-    for (let n = path.length; n > 0; n--) {
-      const l = this.located.lineOf(formatKeyPath(path.slice(0, n)));
-      if (l !== undefined) return l;
-    }
-    return 1;
+    return nearestLine(this.located, path);
   }
 
   where(path: Path): string {

@@ -44,6 +44,18 @@ function syntaxErrorLine(text: string, line: unknown, column: unknown, index: un
   return atEnd || dangling ? prev + 1 : line;
 }
 
+/**
+ * The line where `segments` is defined, or where its nearest defined
+ * ancestor is (a missing key is reported at its table); 1 when none is.
+ */
+export function nearestLine(located: Located, segments: readonly KeySegment[]): number {
+  for (let n = segments.length; n > 0; n--) {
+    const l = located.lineOf(formatKeyPath(segments.slice(0, n)));
+    if (l !== undefined) return l;
+  }
+  return 1;
+}
+
 export function parseTomlLocated(text: string, file: string): Located {
   let ast: AST.TOMLProgram;
   try {
