@@ -219,3 +219,68 @@ export async function* transformTar(
       : fromSystemError(outcome.failure, 'cannot read', file);
   }
 }
+
+export interface ReadTarStreamResult {
+  /** Bytes of the (compressed) input. */
+  size: number;
+  sha256: string;
+  tarSize: number;
+  entries: number;
+}
+
+/**
+ * Parses a gzip-compressed tar arriving as a stream (a zip entry, an
+ * upload), hashing the compressed bytes in the same pass. `where` names the
+ * input in errors. When `enough()` turns true the rest is only hashed, not
+ * inflated (a host image's headers are all near its start).
+ */
+export async function readTarStream(
+  source: AsyncIterable<Buffer>,
+  handler: TarHandler,
+  options: { where: string; limits?: Partial<TarLimits>; enough?: () => boolean },
+): Promise<ReadTarStreamResult> {
+  const { where } = options;
+  const hash = createHash('sha256');
+  const parser = new TarParser(handler, options.limits);
+  let size = 0;
+  let tarSize = 0;
+  let stopped = false;
+  const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
+  // The inflater runs on libuv's thread pool, the hash on this thread: they overlap.
+  const feeding = (async () => {
+    try {
+      for await (const chunk of source) {
+        size += chunk.length;
+        hash.update(chunk);
+        if (stopped) continue;
+        if (!gunzip.write(chunk)) await Promise.race([once(gunzip, 'drain'), once(gunzip, 'close')]);
+      }
+      if (!stopped) gunzip.end();
+    } catch (err) {
+      gunzip.destroy(err as Error);
+      throw err;
+    }
+  })();
+  try {
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      tarSize += chunk.length;
+      parser.push(chunk);
+      if (options.enough?.() === true) {
+        stopped = true;
+        break;
+      }
+    }
+    if (!stopped) parser.end();
+    gunzip.destroy();
+    await feeding;
+  } catch (err) {
+    gunzip.destroy();
+    await feeding.catch(() => undefined);
+    const e = err instanceof SlipwayError ? err : gzipError(err, where);
+    if (e.where !== undefined && !e.where.startsWith(where)) {
+      throw new SlipwayError(e.code, e.message, { where: `${where}: ${e.where}`, cause: e.cause });
+    }
+    throw e;
+  }
+  return { size, sha256: hash.digest('hex'), tarSize, entries: parser.entries };
+}

@@ -13,6 +13,7 @@ import { BOOT_USAGE, bootCommand } from './boot.js';
 import { LAYER_USAGE, layerCommand } from './layer.js';
 import { PACKAGE_USAGE, packageCommand } from './package.js';
 import { PREREQ_USAGE, prereqCommand } from './prereq.js';
+import { REPO_USAGE, repoCommand } from './repo.js';
 import { killProcessGroupsSync } from '../build/process.js';
 import { parallelGzipIdle } from '../archive/pgzip.js';
 import { CliReporter } from './render.js';
@@ -25,6 +26,7 @@ usage: slipway [--json] [--quiet] [--plain] [--debug] <group> <command> …
   package  build Omicron package manifests on a parallel, cached job graph; stamp; list
   prereq   prerequisite downloads pinned by version and checksum files: fetch, check
   boot     phase-2 ramdisk boot images: mkimage, lookimage
+  repo     signed TUF update repositories (tufaceous layout): assemble, verify, inspect, extract, serve, sign
   demo     build an example (baseline/ + layers/*) into archives and install it into a scratch root
 
 ${LAYER_USAGE}
@@ -34,6 +36,8 @@ ${PACKAGE_USAGE}
 ${PREREQ_USAGE}
 
 ${BOOT_USAGE}
+
+${REPO_USAGE}
 
 slipway demo [EXAMPLE_DIR] [-o OUT_DIR]`;
 
@@ -91,6 +95,9 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case 'boot':
         result = await bootCommand(rest, ctx);
+        break;
+      case 'repo':
+        result = await repoCommand(rest, ctx);
         break;
       case 'demo':
         result = await demo(rest, ctx);

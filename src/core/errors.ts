@@ -81,6 +81,43 @@ export const ERROR_CODES = {
   NETBOOT_CHECKSUM_MISMATCH: 'failure',
   /** Raw Ethernet I/O is not available (no capture library, no permission, no interface). */
   NETBOOT_LINK_UNAVAILABLE: 'failure',
+  // TUF metadata and verification (src/formats/tuf)
+  /** Metadata that is not valid JSON, too large, or missing/mistyped fields. */
+  TUF_METADATA_INVALID: 'input',
+  /** `_type` is not the role expected at that place. */
+  TUF_WRONG_TYPE: 'input',
+  /** Fewer distinct valid signatures from the role's keys than its threshold. */
+  TUF_THRESHOLD_NOT_MET: 'input',
+  /** A role's `expires` is in the past (by the injected clock). */
+  TUF_EXPIRED: 'input',
+  /** A version lower than the trusted one (rollback) or not the one the parent lists. */
+  TUF_ROLLBACK: 'input',
+  TUF_VERSION_MISMATCH: 'input',
+  /** A file's length or hash differs from what its parent role lists. */
+  TUF_LENGTH_MISMATCH: 'input',
+  TUF_HASH_MISMATCH: 'input',
+  /** A target that the targets role does not list. */
+  TUF_TARGET_UNKNOWN: 'input',
+  /** A key that is not a valid ed25519 key (or key string). */
+  TUF_KEY_INVALID: 'input',
+  // zip archives (src/archive/zip*.ts)
+  ZIP_INVALID: 'input',
+  /** A zip entry that is a directory, absolute, has `..`, or lies outside `repo/`. */
+  ZIP_PATH_UNSAFE: 'input',
+  ZIP_UNSUPPORTED: 'input',
+  ZIP_TOO_LARGE: 'input',
+  // update repositories (src/formats/repo-manifest.ts, src/repo)
+  REPO_MANIFEST_INVALID: 'input',
+  /** artifacts.json missing, malformed, or naming a target that is absent. */
+  REPO_ARTIFACTS_INVALID: 'input',
+  /** A second artifact with the same (kind, hash), or a second host/trampoline/control_plane. */
+  REPO_DUPLICATE_ARTIFACT: 'input',
+  REPO_MISSING_KIND: 'input',
+  /** A composite artifact whose content breaks its kind's rules (t=os with image/zfs.img, zones t=layer…). */
+  REPO_ARTIFACT_CONTENT: 'input',
+  /** A different repository already claims this system version (upload server). */
+  REPO_CONFLICT: 'input',
+  REPO_LAYOUT_INVALID: 'input',
 } as const satisfies Record<string, Kind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

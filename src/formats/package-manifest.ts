@@ -4,13 +4,10 @@
  * names file:line and the key path, unknown keys are warnings. Pure.
  */
 import { SlipwayError } from '../core/errors.js';
-import {
-  formatKeyPath,
-  nearestLine,
-  parseTomlLocated,
-  type KeySegment,
-  type Located,
-} from './toml-located.js';
+import { type ManifestWarning, TomlChecker } from './toml-checker.js';
+import { formatKeyPath, parseTomlLocated, type KeySegment } from './toml-located.js';
+
+export type { ManifestWarning } from './toml-checker.js';
 
 export interface MappedPath {
   from: string;
@@ -47,12 +44,6 @@ export interface PackageSpec {
   setupHint?: string;
 }
 
-export interface ManifestWarning {
-  where: string /* file:line */;
-  key: string;
-  message: string;
-}
-
 export interface PackageManifest {
   file: string;
   packages: PackageSpec[] /* sorted by name */;
@@ -70,92 +61,8 @@ const OUTPUT_TYPES = ['zone', 'tarball'] as const;
 type Table = Record<string, unknown>;
 type Path = readonly KeySegment[];
 
-function isTable(v: unknown): v is Table {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
-}
-
-/** How a value reads in "must be X, found Y". */
-function describe(v: unknown): string {
-  if (typeof v === 'string') return 'a string';
-  if (typeof v === 'boolean') return 'a boolean';
-  if (typeof v === 'number' || typeof v === 'bigint') return 'a number';
-  if (Array.isArray(v)) return 'an array';
-  if (v instanceof Date) return 'a date-time';
-  return 'a table';
-}
-
-/** Validation state for one file: where each key is, and the warnings so far. */
-class Checker {
-  readonly warnings: ManifestWarning[] = [];
-
-  constructor(
-    readonly file: string,
-    private readonly located: Located,
-  ) {}
-
-  /** The line of `path`, or of its nearest ancestor that has one (a missing key → its table). */
-  line(path: Path): number {
-    return nearestLine(this.located, path);
-  }
-
-  where(path: Path): string {
-    return `${this.file}:${this.line(path)}`;
-  }
-
-  fail(path: Path, message: string): never {
-    throw new SlipwayError('MANIFEST_INVALID', `${formatKeyPath(path)}: ${message}`, {
-      where: this.where(path),
-    });
-  }
-
-  /** Warns about every key of `t` not in `known`; serde ignores them, so do we, loudly. */
-  unknownKeys(t: Table, path: Path, known: readonly string[]): void {
-    for (const k of Object.keys(t)) {
-      if (known.includes(k)) continue;
-      const key = formatKeyPath([...path, k]);
-      this.warnings.push({
-        where: this.where([...path, k]),
-        key,
-        message: `${key}: unknown key (ignored)`,
-      });
-    }
-  }
-
-  table(v: unknown, path: Path): Table {
-    if (!isTable(v)) this.fail(path, `must be a table, found ${describe(v)}`);
-    return v;
-  }
-
-  required(t: Table, key: string, path: Path): unknown {
-    const v = t[key];
-    if (v === undefined) this.fail([...path, key], 'required key is missing');
-    return v;
-  }
-
-  string(v: unknown, path: Path): string {
-    if (typeof v !== 'string') this.fail(path, `must be a string, found ${describe(v)}`);
-    return v;
-  }
-
-  boolean(v: unknown, path: Path): boolean {
-    if (typeof v !== 'boolean') this.fail(path, `must be a boolean, found ${describe(v)}`);
-    return v;
-  }
-
-  array(v: unknown, path: Path): unknown[] {
-    if (!Array.isArray(v)) this.fail(path, `must be an array, found ${describe(v)}`);
-    return v;
-  }
-
-  requiredString(t: Table, key: string, path: Path): string {
-    return this.string(this.required(t, key, path), [...path, key]);
-  }
-
-  optionalString(t: Table, key: string, path: Path): string | undefined {
-    const v = t[key];
-    return v === undefined ? undefined : this.string(v, [...path, key]);
-  }
-
+/** The package manifest's checks on top of the shared ones. */
+class Checker extends TomlChecker {
   name(v: string, path: Path, what: string): string {
     if (!NAME_PATTERN.test(v))
       this.fail(path, `invalid ${what} ${JSON.stringify(v)}: must match ${NAME_PATTERN.source}`);
@@ -173,13 +80,6 @@ class Checker {
   template(v: string, path: Path): string {
     templateParts(v, (msg) => this.fail(path, msg));
     return v;
-  }
-
-  stringMap(v: unknown, path: Path): Record<string, string> {
-    const t = this.table(v, path);
-    const out: Record<string, string> = {};
-    for (const [k, val] of Object.entries(t)) out[k] = this.string(val, [...path, k]);
-    return out;
   }
 }
 

@@ -127,6 +127,30 @@ function padded(data: Buffer): Buffer {
 export interface EncodeOptions {
   /** Write "0000000\0" device fields (the tar crate fills them for entries made from fs metadata). */
   deviceFields?: boolean;
+  /**
+   * 'gnu' (default) is the crate's `Header::new_gnu()`; 'ustar' is
+   * `Header::new_ustar()` (magic "ustar\0", version "00"; a long name is split
+   * into the 155-byte prefix field and the 100-byte name field at a '/').
+   */
+  format?: 'gnu' | 'ustar';
+}
+
+function ustarHeader(): Buffer {
+  const h = Buffer.alloc(BLOCK);
+  h.write('ustar\0', 257, 'latin1');
+  h.write('00', 263, 'latin1');
+  return h;
+}
+
+/** Splits a name for the ustar prefix/name fields, as the tar crate's set_path does. */
+function ustarSplit(name: Buffer, path: string): [prefix: Buffer, rest: Buffer] {
+  if (name.length <= 100) return [EMPTY, name];
+  for (let i = Math.min(name.length - 1, 155); i > 0; i--) {
+    if (name[i] === 0x2f && name.length - i - 1 <= 100 && name.length - i - 1 > 0) {
+      return [name.subarray(0, i), name.subarray(i + 1)];
+    }
+  }
+  throw new SlipwayError('TAR_NAME_TOO_LONG', `path too long for a ustar header: ${JSON.stringify(path)}`);
 }
 
 /**
@@ -141,8 +165,14 @@ export function encodeHeader(h: TarHeader, options: EncodeOptions = {}): Buffer 
     throw new SlipwayError('INVALID_ARGUMENT', `tar path contains a NUL byte: ${JSON.stringify(h.path)}`);
   }
   const parts: Buffer[] = [];
-  const header = gnuHeader();
-  if (name.length > 100) {
+  const ustar = options.format === 'ustar';
+  const header = ustar ? ustarHeader() : gnuHeader();
+  if (ustar) {
+    if (link.length > 100) throw new SlipwayError('TAR_NAME_TOO_LONG', `link too long for a ustar header`);
+    const [prefix, rest] = ustarSplit(name, h.path);
+    rest.copy(header, 0);
+    prefix.copy(header, 345);
+  } else if (name.length > 100) {
     parts.push(longLinkHeader('L', name.length), padded(Buffer.concat([name, Buffer.alloc(1)])));
     // The crate keeps the first 100 bytes (cut at a UTF-8 boundary) in the header itself.
     let cut = 100;
@@ -158,7 +188,7 @@ export function encodeHeader(h: TarHeader, options: EncodeOptions = {}): Buffer 
   numberInto(header, 136, 12, h.mtime);
   const flag = FLAG_BY_TYPE[h.type] ?? h.typeflag;
   header.write(flag, 156, 'latin1');
-  if (link.length > 100) {
+  if (link.length > 100 && !ustar) {
     parts.push(longLinkHeader('K', link.length), padded(Buffer.concat([link, Buffer.alloc(1)])));
   } else {
     link.copy(header, 157);
