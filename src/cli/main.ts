@@ -14,6 +14,7 @@ import { LAYER_USAGE, layerCommand } from './layer.js';
 import { PACKAGE_USAGE, packageCommand } from './package.js';
 import { PREREQ_USAGE, prereqCommand } from './prereq.js';
 import { REPO_USAGE, repoCommand } from './repo.js';
+import { RELENG_USAGE, relengCommand } from './releng.js';
 import { killProcessGroupsSync } from '../build/process.js';
 import { parallelGzipIdle } from '../archive/pgzip.js';
 import { CliReporter } from './render.js';
@@ -26,6 +27,7 @@ usage: slipway [--json] [--quiet] [--plain] [--debug] <group> <command> …
   package  build Omicron package manifests on a parallel, cached job graph; stamp; list
   prereq   prerequisite downloads pinned by version and checksum files: fetch, check
   boot     phase-2 ramdisk boot images: mkimage, lookimage
+  releng   the whole release of DIR/releng.toml into a signed update repository, in one parallel run
   repo     signed TUF update repositories (tufaceous layout): assemble, verify, inspect, extract, serve, sign
   demo     build an example (baseline/ + layers/*) into archives and install it into a scratch root
 
@@ -38,6 +40,8 @@ ${PREREQ_USAGE}
 ${BOOT_USAGE}
 
 ${REPO_USAGE}
+
+${RELENG_USAGE}
 
 slipway demo [EXAMPLE_DIR] [-o OUT_DIR]`;
 
@@ -98,6 +102,9 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case 'repo':
         result = await repoCommand(rest, ctx);
+        break;
+      case 'releng':
+        result = await relengCommand(rest, ctx);
         break;
       case 'demo':
         result = await demo(rest, ctx);
