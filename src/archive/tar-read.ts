@@ -244,7 +244,8 @@ export async function readTarStream(
   const parser = new TarParser(handler, options.limits);
   let size = 0;
   let tarSize = 0;
-  let stopped = false;
+  // An object, not a `let`: both loops below read and write it.
+  const flow = { stopped: false };
   const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
   // The inflater runs on libuv's thread pool, the hash on this thread: they overlap.
   const feeding = (async () => {
@@ -252,10 +253,10 @@ export async function readTarStream(
       for await (const chunk of source) {
         size += chunk.length;
         hash.update(chunk);
-        if (stopped) continue;
+        if (flow.stopped) continue;
         if (!gunzip.write(chunk)) await Promise.race([once(gunzip, 'drain'), once(gunzip, 'close')]);
       }
-      if (!stopped) gunzip.end();
+      if (!flow.stopped) gunzip.end();
     } catch (err) {
       gunzip.destroy(err as Error);
       throw err;
@@ -266,11 +267,11 @@ export async function readTarStream(
       tarSize += chunk.length;
       parser.push(chunk);
       if (options.enough?.() === true) {
-        stopped = true;
+        flow.stopped = true;
         break;
       }
     }
-    if (!stopped) parser.end();
+    if (!flow.stopped) parser.end();
     gunzip.destroy();
     await feeding;
   } catch (err) {

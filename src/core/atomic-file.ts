@@ -71,6 +71,8 @@ export class AtomicFile {
   readonly target: string;
   readonly tempPath: string;
   readonly #fd: fsp.FileHandle;
+  /** Where write() appends: every write is positional, so write() and writeAt() can be mixed. */
+  #pos = 0;
   #done = false;
 
   private constructor(target: string, tempPath: string, fd: fsp.FileHandle) {
@@ -90,10 +92,23 @@ export class AtomicFile {
     }
   }
 
+  /** Appends after the furthest byte written so far (by write() or writeAt()). */
   async write(chunk: Uint8Array): Promise<void> {
+    const position = this.#pos;
+    this.#pos += chunk.length;
+    await this.#writeFully(chunk, position);
+  }
+
+  /** Writes `chunk` at byte `position` (e.g. to patch a header written earlier). */
+  async writeAt(chunk: Uint8Array, position: number): Promise<void> {
+    this.#pos = Math.max(this.#pos, position + chunk.length);
+    await this.#writeFully(chunk, position);
+  }
+
+  async #writeFully(chunk: Uint8Array, position: number): Promise<void> {
     let off = 0;
     while (off < chunk.length) {
-      const { bytesWritten } = await this.#fd.write(chunk, off, chunk.length - off);
+      const { bytesWritten } = await this.#fd.write(chunk, off, chunk.length - off, position + off);
       off += bytesWritten;
     }
   }

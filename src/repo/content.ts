@@ -30,18 +30,18 @@ export function oxideJsonFromPrefix(prefix: Buffer, where: string): OxideJson {
   } catch {
     throw contentError('not a gzip-compressed image', where);
   }
-  let first: TarEntryInfo | undefined;
+  // Filled by the parser's callbacks.
+  const seen: { first?: TarEntryInfo; done: boolean } = { done: false };
   const chunks: Buffer[] = [];
-  let done = false;
   const parser = new TarParser({
     entry(e) {
-      if (first === undefined) first = e;
+      seen.first ??= e;
     },
     data(c) {
-      if (!done) chunks.push(Buffer.from(c));
+      if (!seen.done) chunks.push(Buffer.from(c));
     },
     entryEnd() {
-      done = true;
+      seen.done = true;
     },
   });
   try {
@@ -49,7 +49,8 @@ export function oxideJsonFromPrefix(prefix: Buffer, where: string): OxideJson {
   } catch (err) {
     throw contentError(`not a valid image: ${(err as Error).message}`, where);
   }
-  if (first?.path !== 'oxide.json' || first.type !== 'file' || !done) {
+  const first = seen.first;
+  if (first?.path !== 'oxide.json' || first.type !== 'file' || !seen.done) {
     throw contentError('oxide.json is not the first entry', where);
   }
   if (first.size > OXIDE_JSON_MAX_BYTES) throw contentError('oxide.json is too large', where);
@@ -61,7 +62,8 @@ export function oxideJsonFromPrefix(prefix: Buffer, where: string): OxideJson {
 }
 
 export function checkZoneIdentity(oxide: OxideJson, where: string): { pkg: string; version: string } {
-  if (oxide.t !== 'layer') throw contentError(`a zone must be a layer image (t=layer), found t=${oxide.t}`, where);
+  if (oxide.t !== 'layer')
+    throw contentError(`a zone must be a layer image (t=layer), found t=${oxide.t}`, where);
   if (oxide.pkg === undefined || oxide.version === undefined) {
     throw contentError('a zone image must name its pkg and version in oxide.json', where);
   }
@@ -69,7 +71,10 @@ export function checkZoneIdentity(oxide: OxideJson, where: string): { pkg: strin
 }
 
 /** Reads only the first 64 KiB of a zone image file. */
-export async function readZoneIdentity(file: string, where: string): Promise<{ pkg: string; version: string }> {
+export async function readZoneIdentity(
+  file: string,
+  where: string,
+): Promise<{ pkg: string; version: string }> {
   let prefix: Buffer;
   try {
     const fh = await fsp.open(file, 'r');
@@ -108,7 +113,8 @@ export class CompositeChecker implements TarHandler {
   constructor(readonly where: string) {}
 
   entry(e: TarEntryInfo): void {
-    if (e.index === 0 && e.path !== 'oxide.json') throw contentError('oxide.json is not the first entry', this.where);
+    if (e.index === 0 && e.path !== 'oxide.json')
+      throw contentError('oxide.json is not the first entry', this.where);
     if (e.type !== 'file') throw contentError(`${e.path}: a composite holds regular files only`, this.where);
     this.#current = e;
     this.#chunks = [];
@@ -119,7 +125,8 @@ export class CompositeChecker implements TarHandler {
   data(chunk: Buffer): void {
     const e = this.#current;
     if (e === undefined) return;
-    const wanted = e.path === 'oxide.json' ? OXIDE_JSON_MAX_BYTES : e.path.startsWith('zones/') ? PREFIX_BYTES : 0;
+    const wanted =
+      e.path === 'oxide.json' ? OXIDE_JSON_MAX_BYTES : e.path.startsWith('zones/') ? PREFIX_BYTES : 0;
     if (this.#kept >= wanted) return;
     const part = chunk.subarray(0, wanted - this.#kept);
     this.#chunks.push(Buffer.from(part));
@@ -149,13 +156,17 @@ export class CompositeChecker implements TarHandler {
     if (oxide === undefined) throw contentError('no oxide.json: not a composite archive', this.where);
     const has = (f: string): boolean => this.files.includes(f);
     const expect = (t: OxideJson['t']): void => {
-      if (oxide.t !== t) throw contentError(`a ${kind} artifact must be t=${t}, found t=${oxide.t}`, this.where);
+      if (oxide.t !== t)
+        throw contentError(`a ${kind} artifact must be t=${t}, found t=${oxide.t}`, this.where);
     };
     if (kind === 'host' || kind === 'trampoline') {
       expect('os');
       if (!has('image/zfs.img')) throw contentError(`a ${kind} archive must hold image/zfs.img`, this.where);
       if (!['image/gimlet.rom', 'image/cosmo.rom', 'image/rom'].some(has)) {
-        throw contentError(`a ${kind} archive must hold a phase-1 image (image/gimlet.rom or image/cosmo.rom)`, this.where);
+        throw contentError(
+          `a ${kind} archive must hold a phase-1 image (image/gimlet.rom or image/cosmo.rom)`,
+          this.where,
+        );
       }
     } else if (kind.endsWith('_rot')) {
       expect('rot');
@@ -165,8 +176,10 @@ export class CompositeChecker implements TarHandler {
     } else if (kind === 'control_plane') {
       expect('control_plane');
       const bad = this.files.find((f) => !f.startsWith('zones/'));
-      if (bad !== undefined) throw contentError(`${bad}: a control-plane archive holds only zones/`, this.where);
-      if (this.zones.length === 0) throw contentError('a control-plane archive must hold at least one zone', this.where);
+      if (bad !== undefined)
+        throw contentError(`${bad}: a control-plane archive holds only zones/`, this.where);
+      if (this.zones.length === 0)
+        throw contentError('a control-plane archive must hold at least one zone', this.where);
     }
     return { oxide, files: this.files, zones: this.zones };
   }

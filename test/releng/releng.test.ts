@@ -33,15 +33,28 @@ function states(r: Awaited<ReturnType<typeof runReleng>>): Record<string, string
 }
 
 test('release version: Omicron rule', () => {
-  assert.equal(releaseVersion(17, { CI: 'true' }, () => '0123456789abcdef0123'), '17.0.0-0.ci+git0123456789a');
-  assert.equal(releaseVersion(17, {}, () => assert.fail('no git outside CI')), '17.0.0-0.local');
-  assert.equal(releaseVersion(3, { CI: 'false' }, () => ''), '3.0.0-0.local');
+  assert.equal(
+    releaseVersion(17, { CI: 'true' }, () => '0123456789abcdef0123'),
+    '17.0.0-0.ci+git0123456789a',
+  );
+  assert.equal(
+    releaseVersion(17, {}, () => assert.fail('no git outside CI')),
+    '17.0.0-0.local',
+  );
+  assert.equal(
+    releaseVersion(3, { CI: 'false' }, () => ''),
+    '3.0.0-0.local',
+  );
 });
 
 test('releng on the example: a verified repository; the second run is a no-op; an edit redoes only what depends on it', async () => {
   const r = rack();
   const first = await runReleng({ dir: r.dir, out: r.out, env });
-  assert.equal(first.report?.ok, true, JSON.stringify(first.report?.jobs.map((j) => [j.name, j.state, j.error?.message])));
+  assert.equal(
+    first.report?.ok,
+    true,
+    JSON.stringify(first.report?.jobs.map((j) => [j.name, j.state, j.error?.message])),
+  );
   assert.ok(first.generatedKey?.startsWith('ed25519:'));
   const zip = path.join(r.out, 'repo.zip');
   const sha = createHash('sha256').update(fs.readFileSync(zip)).digest('hex');
@@ -49,7 +62,14 @@ test('releng on the example: a verified repository; the second run is a no-op; a
   const v = await verifyRepositoryZip(zip, { now: new Date() });
   assert.equal(v.systemVersion, '1.0.0-0.local');
   const kinds = v.artifacts.map((a) => a.kind);
-  for (const k of ['host', 'trampoline', 'control_plane', 'gimlet_sp', 'switch_rot_bootloader', 'installinator_document']) {
+  for (const k of [
+    'host',
+    'trampoline',
+    'control_plane',
+    'gimlet_sp',
+    'switch_rot_bootloader',
+    'installinator_document',
+  ]) {
     assert.ok(kinds.includes(k), k);
   }
   // The control plane holds the stamped zones, each a t=layer image of the release version.
@@ -73,7 +93,10 @@ test('releng on the example: a verified repository; the second run is a no-op; a
 
   const second = await runReleng({ dir: r.dir, out: r.out, env });
   assert.equal(second.generatedKey, undefined, 'the throwaway key is kept and reused');
-  assert.ok(Object.values(states(second)).every((s) => s === 'cached'), JSON.stringify(states(second)));
+  assert.ok(
+    Object.values(states(second)).every((s) => s === 'cached'),
+    JSON.stringify(states(second)),
+  );
   assert.equal(createHash('sha256').update(fs.readFileSync(zip)).digest('hex'), sha, 'repo.zip untouched');
 
   // An edited SMF file: packages, the nexus stamp, the control plane and the repo rebuild; the OS images do not.
@@ -93,7 +116,12 @@ test('releng on the example: a verified repository; the second run is a no-op; a
 
 test('releng: a failing job stops the run, names the job, and leaves no repo.zip', async () => {
   const r = rack();
-  fs.rmSync(path.join(r.dir, 'os/cosmo.rom'));
+  const cfg = path.join(r.dir, 'releng.toml');
+  // The first phase_1 line is the host's.
+  fs.writeFileSync(
+    cfg,
+    fs.readFileSync(cfg, 'utf8').replace('gimlet = "os/gimlet.rom"', 'gimlet = "os/missing.rom"'),
+  );
   const res = await runReleng({ dir: r.dir, out: r.out, env });
   assert.equal(res.report?.ok, false);
   assert.equal(res.report?.failed, 'os:host');
@@ -127,7 +155,17 @@ test('releng --dry-run prints the plan and changes nothing', async () => {
   assert.equal(res.dryRun, true);
   assert.deepEqual(
     res.plan.map((j) => j.name),
-    ['os:host', 'os:trampoline', 'packages', 'stamp:nexus', 'stamp:oximeter', 'stamp:switch', 'control-plane', 'repo', 'verify'],
+    [
+      'os:host',
+      'os:trampoline',
+      'packages',
+      'stamp:nexus',
+      'stamp:oximeter',
+      'stamp:switch',
+      'control-plane',
+      'repo',
+      'verify',
+    ],
   );
   assert.ok(!fs.existsSync(r.out));
 });
@@ -157,13 +195,24 @@ test('releng with pinned firmware downloads (prereqs.toml over a local server)',
           'name = "gimlet-sp"\nversion = "1.0.0"\nsource = { kind = "prereq", name = "gimlet-sp" }',
         ),
     );
-    const res = await runReleng({ dir: r.dir, out: r.out, env, vars: { base_url: `http://127.0.0.1:${port}` } });
-    assert.equal(res.report?.ok, true, JSON.stringify(res.report?.jobs.map((j) => [j.name, j.state, j.error?.message])));
+    const res = await runReleng({
+      dir: r.dir,
+      out: r.out,
+      env,
+      vars: { base_url: `http://127.0.0.1:${port}` },
+    });
+    assert.equal(
+      res.report?.ok,
+      true,
+      JSON.stringify(res.report?.jobs.map((j) => [j.name, j.state, j.error?.message])),
+    );
     assert.equal(states(res).prereqs, 'ok');
     const v = await verifyRepositoryZip(path.join(r.out, 'repo.zip'), { now: new Date() });
     const sp = v.artifacts.find((a) => a.kind === 'gimlet_sp');
     const pinned = createHash('sha256')
-      .update(fs.readFileSync(path.join(fixtures, 'sp/4b0c2f1e8d7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c/gimlet-sp.zip')))
+      .update(
+        fs.readFileSync(path.join(fixtures, 'sp/4b0c2f1e8d7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c/gimlet-sp.zip')),
+      )
       .digest('hex');
     assert.equal(sp?.sha256, pinned);
   } finally {
