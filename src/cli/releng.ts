@@ -24,7 +24,8 @@ export async function relengCommand(argv: string[], ctx: CliContext): Promise<Co
     RELENG_USAGE,
   );
   const dir = positionals[0];
-  if (dir === undefined || positionals.length !== 1) throw new SlipwayError('USAGE', `usage: ${RELENG_USAGE}`);
+  if (dir === undefined || positionals.length !== 1)
+    throw new SlipwayError('USAGE', `usage: ${RELENG_USAGE}`);
   const vars: Record<string, string> = {};
   for (const v of Array.isArray(values.var) ? values.var : []) {
     const m = typeof v === 'string' ? /^([^=]+)=(.*)$/.exec(v) : null;
@@ -49,22 +50,35 @@ export async function relengCommand(argv: string[], ctx: CliContext): Promise<Co
     );
   }
   if (r.dryRun) {
-    const lines = [`release ${r.version} into ${r.out} (dry run: nothing done)`, ...r.plan.map((j) => `  ${j.name.padEnd(16)} ${j.describe}${j.deps.length > 0 ? `  [after ${j.deps.join(', ')}]` : ''}`)];
+    const lines = [
+      `release ${r.version} into ${r.out} (dry run: nothing done)`,
+      ...r.plan.map(
+        (j) =>
+          `  ${j.name.padEnd(16)} ${j.describe}${j.deps.length > 0 ? `  [after ${j.deps.join(', ')}]` : ''}`,
+      ),
+    ];
     return { data: r, human: lines.join('\n') };
   }
   const report = r.report;
   if (report !== undefined && !report.ok) {
     const failed = report.jobs.find((j) => j.name === report.failed);
-    throw new SlipwayError('JOB_FAILED', `job '${report.failed ?? '?'}' failed: ${failed?.error?.message ?? 'see its log'} (log: ${failed?.logFile ?? '?'})`, {
-      ...(failed?.error?.where !== undefined ? { where: failed.error.where } : {}),
-      cause: failed?.error,
-    });
+    throw new SlipwayError(
+      'JOB_FAILED',
+      `job '${report.failed ?? '?'}' failed: ${failed?.error?.message ?? 'see its log'} (log: ${failed?.logFile ?? '?'})`,
+      {
+        ...(failed?.error?.where !== undefined ? { where: failed.error.where } : {}),
+        cause: failed?.error,
+      },
+    );
   }
   const lines = [
     `release ${r.version}`,
     ...(report !== undefined ? [summarize(report)] : []),
     ...(r.repo !== undefined
-      ? [`${r.repo.file}  ${formatSize(r.repo.size)}  valid until ${r.repo.validUntil}`, `sha256 ${r.repo.sha256}`]
+      ? [
+          `${r.repo.file}  ${formatSize(r.repo.size)}  valid until ${r.repo.validUntil}`,
+          `sha256 ${r.repo.sha256}`,
+        ]
       : []),
     ...r.artifacts.map((a) => `  ${a.kind.padEnd(22)} ${a.name} ${a.version}`),
   ];

@@ -15,8 +15,8 @@ import {
 } from '../repo/index.js';
 import { parse, str } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
-// import { repoServeCommand, REPO_SERVE_USAGE } from './repo-serve.js';
-// import { repoSignCommand, REPO_SIGN_USAGE } from './repo-sign.js';
+import { repoServeCommand, REPO_SERVE_USAGE } from './repo-serve.js';
+import { repoSignCommand, REPO_SIGN_USAGE } from './repo-sign.js';
 
 export const REPO_USAGE = `slipway repo <command>
   assemble MANIFEST OUT.zip [-k KEY]... [--ROLE-key KEY]... [--threshold ROLE=N]... [--expiry 7d]
@@ -25,6 +25,8 @@ export const REPO_USAGE = `slipway repo <command>
   inspect ZIP
   extract ZIP DIR [--no-verify] [--root TRUSTED_ROOT.json]
   keygen [-o FILE]
+${REPO_SIGN_USAGE}
+${REPO_SERVE_USAGE}
 KEY: ed25519:<base64url PKCS#8>, env:VAR or file:PATH; default $SLIPWAY_TUF_KEY (or $TUFACEOUS_KEY),
 else a throwaway key is generated and printed to stderr. SOURCE_DATE_EPOCH sets the clock.
 every command takes --json`;
@@ -43,9 +45,13 @@ export const KEY_FLAGS = {
   'no-generate-key': { type: 'boolean' },
 } as const;
 
-export function signersFromFlags(values: Record<string, unknown>, ctx: CliContext): ReturnType<typeof loadSigners> {
+export function signersFromFlags(
+  values: Record<string, unknown>,
+  ctx: CliContext,
+): ReturnType<typeof loadSigners> {
   const roleKeys: Partial<Record<RoleName, string[]>> = {};
-  for (const r of ['root', 'targets', 'snapshot', 'timestamp'] as const) roleKeys[r] = strings(values[`${r}-key`]);
+  for (const r of ['root', 'targets', 'snapshot', 'timestamp'] as const)
+    roleKeys[r] = strings(values[`${r}-key`]);
   const loaded = loadSigners({
     keys: strings(values.key),
     roleKeys,
@@ -53,7 +59,9 @@ export function signersFromFlags(values: Record<string, unknown>, ctx: CliContex
   });
   if (loaded.generated !== undefined) {
     // Shown once so a CI log holds what is needed to re-sign; never written to disk by us.
-    process.stderr.write(`generated a throwaway signing key (pass it with -k to sign again): ${loaded.generated}\n`);
+    process.stderr.write(
+      `generated a throwaway signing key (pass it with -k to sign again): ${loaded.generated}\n`,
+    );
     ctx.reporter.emit({ kind: 'log', level: 'warn', message: 'signing with a throwaway key' });
   }
   return loaded;
@@ -76,7 +84,8 @@ async function assemble(argv: string[], ctx: CliContext): Promise<CommandResult>
   if (manifestFile === undefined || output === undefined || positionals.length !== 2) {
     throw new SlipwayError('USAGE', `assemble takes MANIFEST and OUT.zip\nusage: ${usage}`);
   }
-  const validFor = str(values.expiry) === undefined ? undefined : parseDuration(str(values.expiry) ?? '', '--expiry');
+  const validFor =
+    str(values.expiry) === undefined ? undefined : parseDuration(str(values.expiry) ?? '', '--expiry');
   const thresholds = parseThresholds(strings(values.threshold));
   const { signers } = signersFromFlags(values, ctx);
   const r = await assembleRepository({
@@ -95,7 +104,10 @@ async function assemble(argv: string[], ctx: CliContext): Promise<CommandResult>
   const lines = [
     `${r.output}  system version ${r.systemVersion}  ${formatSize(r.size)}  valid until ${r.validUntil}`,
     `sha256 ${r.sha256} (${r.output}.sha256.txt)`,
-    ...r.artifacts.map((a) => `  ${a.kind.padEnd(22)} ${a.name} ${a.version}  ${formatSize(a.size).padStart(9)}  ${a.sha256.slice(0, 16)}`),
+    ...r.artifacts.map(
+      (a) =>
+        `  ${a.kind.padEnd(22)} ${a.name} ${a.version}  ${formatSize(a.size).padStart(9)}  ${a.sha256.slice(0, 16)}`,
+    ),
   ];
   return { data: r, human: lines.join('\n') };
 }
@@ -114,7 +126,11 @@ async function verify(argv: string[], ctx: CliContext): Promise<CommandResult> {
   const usage = 'slipway repo verify ZIP [--root TRUSTED_ROOT.json] [--ignore-expiry] [--skip-all-present]';
   const { values, positionals } = parse(
     argv,
-    { root: { type: 'string' }, 'ignore-expiry': { type: 'boolean' }, 'skip-all-present': { type: 'boolean' } },
+    {
+      root: { type: 'string' },
+      'ignore-expiry': { type: 'boolean' },
+      'skip-all-present': { type: 'boolean' },
+    },
     usage,
   );
   const file = positionals[0];
@@ -132,7 +148,9 @@ async function verify(argv: string[], ctx: CliContext): Promise<CommandResult> {
     `${r.file}: OK  system version ${r.systemVersion}  valid until ${r.validUntil}`,
     `sha256 ${r.sha256}  canonical name ${r.canonicalName}`,
     `root v${r.rootVersion}${r.trustedRootFromRepo ? ' (trusted from the repository itself: pass --root to pin it)' : ''}, targets v${r.targetsVersion}`,
-    ...r.artifacts.map((a) => `  ${a.kind.padEnd(22)} ${a.name} ${a.version}  ${formatSize(a.size).padStart(9)}`),
+    ...r.artifacts.map(
+      (a) => `  ${a.kind.padEnd(22)} ${a.name} ${a.version}  ${formatSize(a.size).padStart(9)}`,
+    ),
   ];
   return { data: r, human: lines.join('\n') };
 }
@@ -145,17 +163,28 @@ async function inspect(argv: string[]): Promise<CommandResult> {
   const r = await inspectRepository(file);
   const lines = [
     `${file}: system version ${r.systemVersion ?? '?'}`,
-    ...r.roles.map((role) => `  ${role.role.padEnd(9)} v${role.version}  expires ${role.expires}  ${role.signatures} signature(s), threshold ${role.threshold}`),
-    ...r.artifacts.map((a) => `  ${a.kind.padEnd(22)} ${a.name} ${a.version}  ${a.target}  ${formatSize(a.size ?? 0).padStart(9)}`),
+    ...r.roles.map(
+      (role) =>
+        `  ${role.role.padEnd(9)} v${role.version}  expires ${role.expires}  ${role.signatures} signature(s), threshold ${role.threshold}`,
+    ),
+    ...r.artifacts.map(
+      (a) =>
+        `  ${a.kind.padEnd(22)} ${a.name} ${a.version}  ${a.target}  ${formatSize(a.size ?? 0).padStart(9)}`,
+    ),
   ];
   return { data: r, human: lines.join('\n') };
 }
 
 async function extract(argv: string[], ctx: CliContext): Promise<CommandResult> {
   const usage = 'slipway repo extract ZIP DIR [--no-verify] [--root TRUSTED_ROOT.json]';
-  const { values, positionals } = parse(argv, { 'no-verify': { type: 'boolean' }, root: { type: 'string' } }, usage);
+  const { values, positionals } = parse(
+    argv,
+    { 'no-verify': { type: 'boolean' }, root: { type: 'string' } },
+    usage,
+  );
   const [file, dir] = positionals;
-  if (file === undefined || dir === undefined || positionals.length !== 2) throw new SlipwayError('USAGE', `usage: ${usage}`);
+  if (file === undefined || dir === undefined || positionals.length !== 2)
+    throw new SlipwayError('USAGE', `usage: ${usage}`);
   const trustedRoot = trustedRootFrom(values);
   const r = await extractRepository(file, dir, {
     verify: values['no-verify'] !== true,
@@ -183,7 +212,11 @@ function keygen(argv: string[]): CommandResult {
       throw new SlipwayError('IO', `cannot write key file ${out}: ${(err as Error).message}`, { where: out });
     }
   }
-  const data = { keyid: keyIdOf(pub), public: pub.keyval.public, ...(out !== undefined ? { file: out } : { key: text }) };
+  const data = {
+    keyid: keyIdOf(pub),
+    public: pub.keyval.public,
+    ...(out !== undefined ? { file: out } : { key: text }),
+  };
   return {
     data,
     human: out !== undefined ? `wrote ${out}\nkeyid ${data.keyid}` : `${text}\nkeyid ${data.keyid}`,
@@ -203,6 +236,11 @@ export async function repoCommand(argv: string[], ctx: CliContext): Promise<Comm
       return extract(rest, ctx);
     case 'keygen':
       return keygen(rest);
+    case 'sign':
+    case 'rotate-root':
+      return repoSignCommand(cmd, rest, ctx);
+    case 'serve':
+      return repoServeCommand(rest, ctx);
     default:
       throw new SlipwayError(
         'USAGE',

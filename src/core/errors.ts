@@ -118,6 +118,12 @@ export const ERROR_CODES = {
   /** A different repository already claims this system version (upload server). */
   REPO_CONFLICT: 'input',
   REPO_LAYOUT_INVALID: 'input',
+  /** An uploaded repository larger than the server's cap (`--max-upload`); HTTP 413. */
+  REPO_UPLOAD_TOO_LARGE: 'input',
+  /** The client stopped sending before the whole body arrived (disconnect, short body). */
+  REPO_UPLOAD_INCOMPLETE: 'input',
+  /** The upload store's index.json is unreadable or inconsistent with repos/. */
+  REPO_STORE_INVALID: 'failure',
 } as const satisfies Record<string, Kind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -26,7 +26,8 @@ export interface OsImageConfig {
   line: number;
 }
 
-export type FirmwareSource = { kind: 'fake'; size: number } | { kind: 'prereq'; name: string } | { kind: 'file'; path: string };
+export type FirmwareSource =
+  { kind: 'fake'; size: number } | { kind: 'prereq'; name: string } | { kind: 'file'; path: string };
 
 export interface FirmwareConfig {
   kind: ArtifactKind;
@@ -62,7 +63,8 @@ function ramdisk(c: TomlChecker, t: Table, path: Path): RamdiskSource {
   c.unknownKeys(v, p, ['image', 'dir']);
   const image = c.optionalString(v, 'image', p);
   const dir = c.optionalString(v, 'dir', p);
-  if ((image === undefined) === (dir === undefined)) c.fail(p, 'give exactly one of image = "RAW" or dir = "DIR"');
+  if ((image === undefined) === (dir === undefined))
+    c.fail(p, 'give exactly one of image = "RAW" or dir = "DIR"');
   return image !== undefined ? { kind: 'image', path: image } : { kind: 'dir', path: dir ?? '' };
 }
 
@@ -73,10 +75,12 @@ function osImage(c: TomlChecker, kind: 'host' | 'trampoline', v: unknown): OsIma
   const phase1Table = c.table(c.required(t, 'phase_1', path), [...path, 'phase_1']);
   const phase1: { file: string; path: string }[] = [];
   for (const [board, p] of Object.entries(phase1Table)) {
-    if (!['gimlet', 'cosmo'].includes(board)) c.fail([...path, 'phase_1', board], 'phase-1 ROMs are for gimlet or cosmo');
+    if (!['gimlet', 'cosmo'].includes(board))
+      c.fail([...path, 'phase_1', board], 'phase-1 ROMs are for gimlet or cosmo');
     phase1.push({ file: `image/${board}.rom`, path: c.string(p, [...path, 'phase_1', board]) });
   }
-  if (phase1.length === 0) c.fail([...path, 'phase_1'], 'at least one phase-1 ROM (gimlet = "…" or cosmo = "…")');
+  if (phase1.length === 0)
+    c.fail([...path, 'phase_1'], 'at least one phase-1 ROM (gimlet = "…" or cosmo = "…")');
   const size = t.size_mib;
   if (size !== undefined && (typeof size !== 'number' || !Number.isSafeInteger(size) || size <= 0)) {
     c.fail([...path, 'size_mib'], 'must be a positive integer');
@@ -98,7 +102,10 @@ function firmware(c: TomlChecker, v: unknown, i: number): FirmwareConfig {
   const t = c.table(v, path);
   c.unknownKeys(t, path, ['kind', 'name', 'version', 'source']);
   const kind = c.requiredString(t, 'kind', path);
-  if (!isArtifactKind(kind) || ['host', 'trampoline', 'control_plane', 'installinator_document', 'zone'].includes(kind)) {
+  if (
+    !isArtifactKind(kind) ||
+    ['host', 'trampoline', 'control_plane', 'installinator_document', 'zone'].includes(kind)
+  ) {
     c.fail([...path, 'kind'], `${JSON.stringify(kind)} is not a firmware artifact kind`);
   }
   const name = c.requiredString(t, 'name', path);
@@ -141,13 +148,21 @@ export function parseRelengConfig(text: string, file: string): RelengConfig {
   }
   const packages = c.table(c.required(root, 'packages', []), ['packages']);
   c.unknownKeys(packages, ['packages'], ['manifest', 'target', 'zones']);
-  const target = packages.target === undefined ? [] : c.array(packages.target, ['packages', 'target']).map((v, i) => c.string(v, ['packages', 'target', i]));
-  const zones = c.array(c.required(packages, 'zones', ['packages']), ['packages', 'zones']).map((v, i) => c.string(v, ['packages', 'zones', i]));
+  const target =
+    packages.target === undefined
+      ? []
+      : c
+          .array(packages.target, ['packages', 'target'])
+          .map((v, i) => c.string(v, ['packages', 'target', i]));
+  const zones = c
+    .array(c.required(packages, 'zones', ['packages']), ['packages', 'zones'])
+    .map((v, i) => c.string(v, ['packages', 'zones', i]));
   if (zones.length === 0) c.fail(['packages', 'zones'], 'the control plane needs at least one zone');
   const osTable = c.table(c.required(root, 'os', []), ['os']);
   c.unknownKeys(osTable, ['os'], ['host', 'trampoline']);
   const os = (['host', 'trampoline'] as const).map((k) => osImage(c, k, c.required(osTable, k, ['os'])));
-  const fw = root.firmware === undefined ? [] : c.array(root.firmware, ['firmware']).map((v, i) => firmware(c, v, i));
+  const fw =
+    root.firmware === undefined ? [] : c.array(root.firmware, ['firmware']).map((v, i) => firmware(c, v, i));
   const prereqs = root.prereqs === undefined ? undefined : c.table(root.prereqs, ['prereqs']);
   if (prereqs !== undefined) c.unknownKeys(prereqs, ['prereqs'], ['file', 'vars']);
   const repo = root.repo === undefined ? {} : c.table(root.repo, ['repo']);

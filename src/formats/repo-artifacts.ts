@@ -27,7 +27,11 @@ export const ARTIFACT_KINDS = [
 export type ArtifactKind = (typeof ARTIFACT_KINDS)[number];
 
 /** Kinds a repository may lack without `--skip-all-present`. */
-export const OPTIONAL_KINDS: readonly ArtifactKind[] = ['zone', 'installinator_document', 'measurement_corpus'];
+export const OPTIONAL_KINDS: readonly ArtifactKind[] = [
+  'zone',
+  'installinator_document',
+  'measurement_corpus',
+];
 
 /** Kinds of which a repository holds at most one artifact. */
 export const SINGLE_KINDS: readonly ArtifactKind[] = ['host', 'trampoline', 'control_plane'];

@@ -6,7 +6,13 @@
  */
 import { SlipwayError } from '../core/errors.js';
 import { parseSize } from '../core/size.js';
-import { ARTIFACT_KINDS, type ArtifactKind, isArtifactKind, kindOrder, targetNameOf } from './repo-artifacts.js';
+import {
+  ARTIFACT_KINDS,
+  type ArtifactKind,
+  isArtifactKind,
+  kindOrder,
+  targetNameOf,
+} from './repo-artifacts.js';
 import { type ManifestWarning, isTable, TomlChecker } from './toml-checker.js';
 import { parseTomlLocated, type KeySegment } from './toml-located.js';
 
@@ -112,7 +118,12 @@ function fileSource(c: Checker, v: unknown, path: Path): FileSource {
   if (kind === 'fake') {
     c.unknownKeys(t, path, ['kind', 'size', 'data_version']);
     const dataVersion = c.optionalString(t, 'data_version', path);
-    return { kind: 'fake', size: c.size(t, path), ...(dataVersion === undefined ? {} : { dataVersion }), line };
+    return {
+      kind: 'fake',
+      size: c.size(t, path),
+      ...(dataVersion === undefined ? {} : { dataVersion }),
+      line,
+    };
   }
   return c.fail([...path, 'kind'], `must be "file" or "fake", found ${JSON.stringify(kind)}`);
 }
@@ -133,13 +144,28 @@ function zoneSource(c: Checker, v: unknown, path: Path): ZoneSource {
     const p = c.requiredString(t, 'path', path);
     const base = p.split('/').pop() ?? p;
     const fileName = c.optionalString(t, 'file_name', path) ?? base;
-    c.named(fileName, [...path, t.file_name === undefined ? 'path' : 'file_name'], ZONE_FILE, 'zone file name');
+    c.named(
+      fileName,
+      [...path, t.file_name === undefined ? 'path' : 'file_name'],
+      ZONE_FILE,
+      'zone file name',
+    );
     return { kind: 'file', path: p, fileName, line };
   }
   if (kind === 'fake') {
     c.unknownKeys(t, path, ['kind', 'artifact_name', 'file_name', 'size']);
-    const artifactName = c.named(c.requiredString(t, 'artifact_name', path), [...path, 'artifact_name'], NAME, 'name');
-    const fileName = c.named(c.requiredString(t, 'file_name', path), [...path, 'file_name'], ZONE_FILE, 'zone file name');
+    const artifactName = c.named(
+      c.requiredString(t, 'artifact_name', path),
+      [...path, 'artifact_name'],
+      NAME,
+      'name',
+    );
+    const fileName = c.named(
+      c.requiredString(t, 'file_name', path),
+      [...path, 'file_name'],
+      ZONE_FILE,
+      'zone file name',
+    );
     return { kind: 'fake', artifactName, fileName, size: c.size(t, path), line };
   }
   return c.fail([...path, 'kind'], `must be "file" or "fake", found ${JSON.stringify(kind)}`);
@@ -168,7 +194,11 @@ function artifactSource(c: Checker, kind: ArtifactKind, v: unknown, path: Path):
       if (images.length === 0 || images[images.length - 1]?.file !== 'image/zfs.img') {
         c.fail([...path, 'phase_2'], 'required key is missing');
       }
-      if (images.length < 2) c.fail([...path, 'phase_1'], 'a phase-1 image is required (gimlet_phase_1, cosmo_phase_1 or phase_1)');
+      if (images.length < 2)
+        c.fail(
+          [...path, 'phase_1'],
+          'a phase-1 image is required (gimlet_phase_1, cosmo_phase_1 or phase_1)',
+        );
       return { kind: 'composite-host', images, line };
     }
     case 'composite-rot': {
@@ -188,16 +218,26 @@ function artifactSource(c: Checker, kind: ArtifactKind, v: unknown, path: Path):
         c.fail([...path, 'kind'], `a composite-control-plane source is only for control_plane, not ${kind}`);
       }
       c.unknownKeys(t, path, ['kind', 'zones']);
-      const zones = c.array(c.required(t, 'zones', path), [...path, 'zones']).map((z, i) => zoneSource(c, z, [...path, 'zones', i]));
+      const zones = c
+        .array(c.required(t, 'zones', path), [...path, 'zones'])
+        .map((z, i) => zoneSource(c, z, [...path, 'zones', i]));
       const files = new Map<string, number>();
       const names = new Map<string, number>();
       zones.forEach((z, i) => {
         const prev = files.get(z.fileName);
-        if (prev !== undefined) c.fail([...path, 'zones', i], `zone file name ${JSON.stringify(z.fileName)} is also used by zones[${prev}]`);
+        if (prev !== undefined)
+          c.fail(
+            [...path, 'zones', i],
+            `zone file name ${JSON.stringify(z.fileName)} is also used by zones[${prev}]`,
+          );
         files.set(z.fileName, i);
         if (z.kind === 'fake') {
           const p = names.get(z.artifactName);
-          if (p !== undefined) c.fail([...path, 'zones', i, 'artifact_name'], `artifact name ${JSON.stringify(z.artifactName)} is also used by zones[${p}]`);
+          if (p !== undefined)
+            c.fail(
+              [...path, 'zones', i, 'artifact_name'],
+              `artifact name ${JSON.stringify(z.artifactName)} is also used by zones[${p}]`,
+            );
           names.set(z.artifactName, i);
         }
       });
@@ -211,13 +251,18 @@ function artifactSource(c: Checker, kind: ArtifactKind, v: unknown, path: Path):
   }
 }
 
-export function parseRepoManifest(text: string, file: string, options: RepoManifestOptions = {}): RepoManifest {
+export function parseRepoManifest(
+  text: string,
+  file: string,
+  options: RepoManifestOptions = {},
+): RepoManifest {
   const located = parseTomlLocated(text, file);
   const c: Checker = new Checker(file, located, 'REPO_MANIFEST_INVALID');
   const root = c.table(located.value, []);
   c.unknownKeys(root, [], ['system_version', 'artifact']);
   const systemVersion = c.requiredString(root, 'system_version', []);
-  if (!isSemver(systemVersion)) c.fail(['system_version'], `${JSON.stringify(systemVersion)} is not a semantic version`);
+  if (!isSemver(systemVersion))
+    c.fail(['system_version'], `${JSON.stringify(systemVersion)} is not a semantic version`);
   const artifacts: ManifestArtifact[] = [];
   const byTarget = new Map<string, string>();
   const artifactTable = root.artifact === undefined ? {} : c.table(root.artifact, ['artifact']);
@@ -235,7 +280,11 @@ export function parseRepoManifest(text: string, file: string, options: RepoManif
       if (!isTable(entry)) c.fail(path, 'must be a table ([[artifact.KIND]])');
       c.unknownKeys(entry, path, ['name', 'version', 'source']);
       const name = c.named(c.requiredString(entry, 'name', path), [...path, 'name'], NAME, 'artifact name');
-      const version = c.version(c.requiredString(entry, 'version', path), [...path, 'version'], options.allowNonSemver ?? false);
+      const version = c.version(
+        c.requiredString(entry, 'version', path),
+        [...path, 'version'],
+        options.allowNonSemver ?? false,
+      );
       const source = artifactSource(c, kind, c.required(entry, 'source', path), [...path, 'source']);
       const target = targetNameOf(kind, name, version);
       const prev = byTarget.get(target);

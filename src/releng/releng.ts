@@ -16,7 +16,14 @@ import * as path from 'node:path';
 import { walkEntries, writeTarOutput } from '../archive/tar-write.js';
 import { mkimage } from '../boot/index.js';
 import { DigestCache } from '../build/digest-cache.js';
-import { buildPackages, planGraph, runGraph, stampPackage, type GraphReport, type Job } from '../build/index.js';
+import {
+  buildPackages,
+  planGraph,
+  runGraph,
+  stampPackage,
+  type GraphReport,
+  type Job,
+} from '../build/index.js';
 import { fetchPrereqs, loadPrereqs } from '../build/prereq.js';
 import { writeFileAtomic } from '../core/atomic-file.js';
 import { SlipwayError, fromSystemError } from '../core/errors.js';
@@ -24,7 +31,14 @@ import { type Reporter, silentReporter, warn } from '../core/events.js';
 import { formatSize } from '../core/size.js';
 import { parseRelengConfig, type OsImageConfig, type RelengConfig } from '../formats/releng-config.js';
 import { formatPrivateKey, generateKey, type RoleSigners } from '../formats/tuf/index.js';
-import { assembleRepository, clockFrom, inspectRepository, loadSigners, parseDuration, verifyRepositoryZip } from '../repo/index.js';
+import {
+  assembleRepository,
+  clockFrom,
+  inspectRepository,
+  loadSigners,
+  parseDuration,
+  verifyRepositoryZip,
+} from '../repo/index.js';
 import { fileMember, writeComposite } from '../repo/composite.js';
 
 export const RELENG_CONFIG = 'releng.toml';
@@ -63,12 +77,19 @@ export function releaseVersion(major: number, env: NodeJS.ProcessEnv, commit: ()
 
 function gitCommit(dir: string): string {
   try {
-    return execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return execFileSync('git', ['-C', dir, 'rev-parse', 'HEAD'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).trim();
   } catch (err) {
-    throw new SlipwayError('INVALID_ARGUMENT', `CI builds take their version from git, but ${dir} is not in a git checkout`, {
-      where: dir,
-      cause: err,
-    });
+    throw new SlipwayError(
+      'INVALID_ARGUMENT',
+      `CI builds take their version from git, but ${dir} is not in a git checkout`,
+      {
+        where: dir,
+        cause: err,
+      },
+    );
   }
 }
 
@@ -174,7 +195,10 @@ async function cached(
   return { cached: false };
 }
 
-function osPaths(c: Context, os: OsImageConfig): { dir: string; raw: string; image: string; archive: string } {
+function osPaths(
+  c: Context,
+  os: OsImageConfig,
+): { dir: string; raw: string; image: string; archive: string } {
   const dir = path.join(c.out, 'os', os.kind);
   return {
     dir,
@@ -210,9 +234,13 @@ function osJob(c: Context, os: OsImageConfig): Job {
           if (os.ramdisk.kind === 'dir') {
             // No filesystem builder here: a deterministic tar of the tree is the ramdisk's payload.
             ctx.log(`packing ${os.ramdisk.path} into ${p.raw}`);
-            await writeTarOutput(p.raw, (exclude) => walkEntries(src(os.ramdisk.path), '.', { follow: false, exclude }), {
-              gzip: false,
-            });
+            await writeTarOutput(
+              p.raw,
+              (exclude) => walkEntries(src(os.ramdisk.path), '.', { follow: false, exclude }),
+              {
+                gzip: false,
+              },
+            );
           }
           ctx.log(`boot mkimage -i ${ramdisk} -o ${p.image} -N ${os.imageName} -D ${os.dataset}`);
           await mkimage({
@@ -223,7 +251,10 @@ function osJob(c: Context, os: OsImageConfig): Job {
             ...(os.targetMiB !== undefined ? { targetMiB: os.targetMiB } : {}),
             signal: ctx.signal,
           });
-          const members = [...os.phase1.map((r) => fileMember(r.file, src(r.path))), fileMember('image/zfs.img', p.image)];
+          const members = [
+            ...os.phase1.map((r) => fileMember(r.file, src(r.path))),
+            fileMember('image/zfs.img', p.image),
+          ];
           await writeComposite(p.archive, 'os', members, { mtime: 0 });
           ctx.log(`wrote ${p.archive}`);
         },
@@ -247,7 +278,10 @@ function packagesJob(c: Context): Job {
       });
       const built = r.outputs.filter((o) => !o.cached).length;
       if (r.report !== undefined && !r.report.ok) {
-        throw new SlipwayError('BUILD_FAILED', `package ${r.report.failed ?? '?'} failed (logs in ${path.join(c.out, 'packages')})`);
+        throw new SlipwayError(
+          'BUILD_FAILED',
+          `package ${r.report.failed ?? '?'} failed (logs in ${path.join(c.out, 'packages')})`,
+        );
       }
       return { cached: built === 0, detail: `${r.outputs.length} packages, ${built} built` };
     },
@@ -265,14 +299,20 @@ function stampJob(c: Context, zone: string): Job {
     deps: ['packages'],
     describe: `stamp ${zone} with ${c.version}`,
     run: async () =>
-      cached(c, `stamp:${zone}`, () => [c.version, fileDigest(c, input)], [stampedPath(c, zone)], async () => {
-        await stampPackage({
-          manifest: path.resolve(c.dir, c.config.packageManifest),
-          out: path.join(c.out, 'packages'),
-          name: zone,
-          version: c.version,
-        });
-      }),
+      cached(
+        c,
+        `stamp:${zone}`,
+        () => [c.version, fileDigest(c, input)],
+        [stampedPath(c, zone)],
+        async () => {
+          await stampPackage({
+            manifest: path.resolve(c.dir, c.config.packageManifest),
+            out: path.join(c.out, 'packages'),
+            name: zone,
+            version: c.version,
+          });
+        },
+      ),
   };
 }
 
@@ -331,7 +371,13 @@ function repoManifest(c: Context): { text: string; inputs: string[]; artifacts: 
     for (const p of loadPrereqs(prereqFile(c), c.vars).prereqs) prereqDests.set(p.name, p.dest);
   }
   const add = (kind: string, name: string, version: string, source: string, file: string): void => {
-    lines.push(`[[artifact.${kind}]]`, `name = ${tomlString(name)}`, `version = ${tomlString(version)}`, `source = ${source}`, '');
+    lines.push(
+      `[[artifact.${kind}]]`,
+      `name = ${tomlString(name)}`,
+      `version = ${tomlString(version)}`,
+      `source = ${source}`,
+      '',
+    );
     artifacts.push({ kind, name, version, file });
   };
   const fileSource = (abs: string): string => {
@@ -351,12 +397,16 @@ function repoManifest(c: Context): { text: string; inputs: string[]; artifacts: 
       const abs =
         f.source.kind === 'file'
           ? path.resolve(c.dir, f.source.path)
-          : prereqDests.get(f.source.name) ??
+          : (prereqDests.get(f.source.name) ??
             (() => {
-              throw new SlipwayError('MANIFEST_INVALID', `firmware ${f.name}: no prereq named ${f.source.name} in ${prereqFile(c)}`, {
-                where: `${c.config.file}:${f.line}`,
-              });
-            })();
+              throw new SlipwayError(
+                'MANIFEST_INVALID',
+                `firmware ${f.name}: no prereq named ${f.source.name} in ${prereqFile(c)}`,
+                {
+                  where: `${c.config.file}:${f.line}`,
+                },
+              );
+            })());
       add(f.kind, f.name, f.version, fileSource(abs), abs);
     }
   }
@@ -373,18 +423,26 @@ function repoJobs(c: Context, deps: string[]): Job[] {
       describe: `assemble ${path.relative(c.out, output)} (signed by ${c.signerIds})`,
       run: async (ctx) => {
         const m = repoManifest(c);
-        return cached(c, 'repo', () => [m.text, c.signerIds, ...m.inputs.map((f) => fileDigest(c, f))], [output, `${output}.sha256.txt`], async () => {
-          await writeFileAtomic(manifestFile, m.text);
-          const r = await assembleRepository({
-            manifestFile,
-            output,
-            signers: c.signers,
-            now: clockFrom(c.env),
-            ...(c.config.repo.expiry !== undefined ? { validFor: parseDuration(c.config.repo.expiry, 'repo.expiry') } : {}),
-            signal: ctx.signal,
-          });
-          ctx.log(`${r.output}: sha256 ${r.sha256}, ${formatSize(r.size)}, valid until ${r.validUntil}`);
-        });
+        return cached(
+          c,
+          'repo',
+          () => [m.text, c.signerIds, ...m.inputs.map((f) => fileDigest(c, f))],
+          [output, `${output}.sha256.txt`],
+          async () => {
+            await writeFileAtomic(manifestFile, m.text);
+            const r = await assembleRepository({
+              manifestFile,
+              output,
+              signers: c.signers,
+              now: clockFrom(c.env),
+              ...(c.config.repo.expiry !== undefined
+                ? { validFor: parseDuration(c.config.repo.expiry, 'repo.expiry') }
+                : {}),
+              signal: ctx.signal,
+            });
+            ctx.log(`${r.output}: sha256 ${r.sha256}, ${formatSize(r.size)}, valid until ${r.validUntil}`);
+          },
+        );
       },
     },
     {
@@ -393,20 +451,35 @@ function repoJobs(c: Context, deps: string[]): Job[] {
       describe: `re-verify ${path.relative(c.out, output)} as an upload would`,
       run: async (ctx) => {
         const sha = (): string => fs.readFileSync(`${output}.sha256.txt`, 'utf8').trim();
-        return cached(c, 'verify', () => [sha()], [output], async () => {
-          const r = await verifyRepositoryZip(output, { now: new Date(), signal: ctx.signal });
-          if (r.sha256 !== sha()) {
-            throw new SlipwayError('CHECKSUM_MISMATCH', `${output} does not match ${output}.sha256.txt`, { where: output });
-          }
-          ctx.log(`verified ${r.artifacts.length} artifacts, system version ${r.systemVersion}, valid until ${r.validUntil}`);
-        });
+        return cached(
+          c,
+          'verify',
+          () => [sha()],
+          [output],
+          async () => {
+            const r = await verifyRepositoryZip(output, { now: new Date(), signal: ctx.signal });
+            if (r.sha256 !== sha()) {
+              throw new SlipwayError('CHECKSUM_MISMATCH', `${output} does not match ${output}.sha256.txt`, {
+                where: output,
+              });
+            }
+            ctx.log(
+              `verified ${r.artifacts.length} artifacts, system version ${r.systemVersion}, valid until ${r.validUntil}`,
+            );
+          },
+        );
       },
     },
   ];
 }
 
 /** -k keys, else $SLIPWAY_TUF_KEY, else the throwaway key this output directory keeps (so re-runs are no-ops). */
-function signersFor(options: RelengOptions, out: string, env: NodeJS.ProcessEnv, dryRun: boolean): { signers: RoleSigners; generated?: string } {
+function signersFor(
+  options: RelengOptions,
+  out: string,
+  env: NodeJS.ProcessEnv,
+  dryRun: boolean,
+): { signers: RoleSigners; generated?: string } {
   const keys = options.keys ?? [];
   if (keys.length > 0 || (env.SLIPWAY_TUF_KEY ?? env.TUFACEOUS_KEY ?? '') !== '') {
     return loadSigners({ keys, env, generate: false });
@@ -439,7 +512,13 @@ export async function runReleng(options: RelengOptions): Promise<RelengResult> {
   const version = releaseVersion(config.major, env, () => gitCommit(dir));
   const dryRun = options.dryRun ?? false;
   const { signers, generated } = signersFor(options, out, env, dryRun);
-  const signerIds = [...new Set(Object.values(signers).flat().map((s: { keyId: string }) => s.keyId.slice(0, 12)))].join(',');
+  const signerIds = [
+    ...new Set(
+      Object.values(signers)
+        .flat()
+        .map((s: { keyId: string }) => s.keyId.slice(0, 12)),
+    ),
+  ].join(',');
   const c: Context = {
     config,
     dir,
@@ -454,7 +533,12 @@ export async function runReleng(options: RelengOptions): Promise<RelengResult> {
     ...(options.jobs !== undefined ? { jobs: options.jobs } : {}),
     vars: { ...config.prereqVars, ...(options.vars ?? {}) },
   };
-  const jobs: Job[] = [packagesJob(c), ...config.zones.map((z) => stampJob(c, z)), controlPlaneJob(c), ...config.os.map((o) => osJob(c, o))];
+  const jobs: Job[] = [
+    packagesJob(c),
+    ...config.zones.map((z) => stampJob(c, z)),
+    controlPlaneJob(c),
+    ...config.os.map((o) => osJob(c, o)),
+  ];
   const repoDeps = ['control-plane', ...config.os.map((o) => `os:${o.kind}`)];
   if (config.firmware.some((f) => f.source.kind === 'prereq')) {
     jobs.push(prereqsJob(c));
@@ -490,6 +574,8 @@ export async function runReleng(options: RelengOptions): Promise<RelengResult> {
   const sha256 = fs.readFileSync(`${output}.sha256.txt`, 'utf8').trim();
   // The verify job checked it; the summary only needs the roles' expiry.
   const roles = (await inspectRepository(output)).roles.map((r) => r.expires).sort();
-  return { ...result, repo: { file: output, sha256, size: fs.statSync(output).size, validUntil: roles[0] ?? '' } };
+  return {
+    ...result,
+    repo: { file: output, sha256, size: fs.statSync(output).size, validUntil: roles[0] ?? '' },
+  };
 }
-

@@ -131,7 +131,8 @@ async function checkInputs(manifest: RepoManifest): Promise<void> {
   for (const a of manifest.artifacts) {
     const src = a.source;
     if (src.kind === 'file' || src.kind === 'fake') files.push({ s: src, line: src.line });
-    else if (src.kind === 'composite-host') for (const i of src.images) files.push({ s: i.source, line: i.source.line });
+    else if (src.kind === 'composite-host')
+      for (const i of src.images) files.push({ s: i.source, line: i.source.line });
     else if (src.kind === 'composite-rot') {
       files.push({ s: src.archiveA, line: src.archiveA.line }, { s: src.archiveB, line: src.archiveB.line });
     } else {
@@ -143,7 +144,8 @@ async function checkInputs(manifest: RepoManifest): Promise<void> {
       }
     }
   }
-  for (const { s, line } of files) if (s.kind === 'file') await statFile(resolveFile(manifest, s.path), where(line));
+  for (const { s, line } of files)
+    if (s.kind === 'file') await statFile(resolveFile(manifest, s.path), where(line));
 }
 
 function checkKinds(manifest: RepoManifest, skipAllPresent: boolean): void {
@@ -171,7 +173,12 @@ function checkKinds(manifest: RepoManifest, skipAllPresent: boolean): void {
 export function expandFake(a: ManifestArtifact): ManifestArtifact {
   const s = a.source;
   if (s.kind !== 'fake' || !isCompositeKind(a.kind)) return a;
-  const part = (size: number): FileSource => ({ kind: 'fake', size, line: s.line, ...(s.dataVersion !== undefined ? { dataVersion: s.dataVersion } : {}) });
+  const part = (size: number): FileSource => ({
+    kind: 'fake',
+    size,
+    line: s.line,
+    ...(s.dataVersion !== undefined ? { dataVersion: s.dataVersion } : {}),
+  });
   const quarter = Math.floor(s.size / 4);
   if (a.kind === 'host' || a.kind === 'trampoline') {
     return {
@@ -192,13 +199,24 @@ export function expandFake(a: ManifestArtifact): ManifestArtifact {
       ...a,
       source: {
         kind: 'composite-control-plane',
-        zones: [{ kind: 'fake', artifactName: `${a.name}-zone`, fileName: `${a.name}-zone.tar.gz`, size: s.size, line: s.line }],
+        zones: [
+          {
+            kind: 'fake',
+            artifactName: `${a.name}-zone`,
+            fileName: `${a.name}-zone.tar.gz`,
+            size: s.size,
+            line: s.line,
+          },
+        ],
         line: s.line,
       },
     };
   }
   const half = Math.floor(s.size / 2);
-  return { ...a, source: { kind: 'composite-rot', archiveA: part(half), archiveB: part(s.size - half), line: s.line } };
+  return {
+    ...a,
+    source: { kind: 'composite-rot', archiveA: part(half), archiveB: part(s.size - half), line: s.line },
+  };
 }
 
 async function prepare(
@@ -216,7 +234,11 @@ async function prepare(
       return { artifact: a, source: { path: file }, units: [] };
     }
     case 'fake':
-      return { artifact: a, source: { stream: asAsync(fakeChunks(fakeSeed(a, '', src), src.size)), size: src.size }, units: [] };
+      return {
+        artifact: a,
+        source: { stream: asAsync(fakeChunks(fakeSeed(a, '', src), src.size)), size: src.size },
+        units: [],
+      };
     case 'composite-host': {
       const members = src.images.map((i) => memberOf(manifest, a, i.file, i.source));
       const r = await writeComposite(out, 'os', members, { mtime });
@@ -267,7 +289,11 @@ async function prepare(
         artifact: a,
         source: { path: out },
         sha256: r.sha256,
-        units: members.map((m, i) => ({ kind: 'zone', sha256: r.memberSha256[i + 1] ?? '', what: `${a.target}:${m.name}` })),
+        units: members.map((m, i) => ({
+          kind: 'zone',
+          sha256: r.memberSha256[i + 1] ?? '',
+          what: `${a.target}:${m.name}`,
+        })),
       };
     }
   }
@@ -281,9 +307,13 @@ class UniqueUnits {
     const key = `${kind} ${sha256}`;
     const prev = this.#seen.get(key);
     if (prev !== undefined) {
-      throw new SlipwayError('REPO_DUPLICATE_ARTIFACT', `${what} has the same kind (${kind}) and sha256 as ${prev}`, {
-        where,
-      });
+      throw new SlipwayError(
+        'REPO_DUPLICATE_ARTIFACT',
+        `${what} has the same kind (${kind}) and sha256 as ${prev}`,
+        {
+          where,
+        },
+      );
     }
     this.#seen.set(key, what);
   }
@@ -297,8 +327,11 @@ export async function assembleRepository(options: AssembleOptions): Promise<Asse
   } catch (err) {
     throw fromSystemError(err, 'cannot read manifest', options.manifestFile);
   }
-  const manifest = parseRepoManifest(text, options.manifestFile, { allowNonSemver: options.allowNonSemver ?? false });
-  for (const w of manifest.warnings) reporter.emit({ kind: 'log', level: 'warn', message: `${w.where}: ${w.message}` });
+  const manifest = parseRepoManifest(text, options.manifestFile, {
+    allowNonSemver: options.allowNonSemver ?? false,
+  });
+  for (const w of manifest.warnings)
+    reporter.emit({ kind: 'log', level: 'warn', message: `${w.where}: ${w.message}` });
   checkKinds(manifest, options.skipAllPresent ?? false);
   await checkInputs(manifest);
   if (!options.output.endsWith('.zip')) {
@@ -306,7 +339,7 @@ export async function assembleRepository(options: AssembleOptions): Promise<Asse
   }
 
   const nowSeconds = Math.floor(options.now.getTime() / 1000);
-  const expires = new Date((nowSeconds * 1000) + (options.validFor ?? DEFAULT_VALIDITY_MS));
+  const expires = new Date(nowSeconds * 1000 + (options.validFor ?? DEFAULT_VALIDITY_MS));
   // tufaceous' mtime rule: zero when every member is fake, else the clock.
   const output = path.resolve(options.output);
   const buildDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'slipway-assemble-'));
@@ -331,7 +364,10 @@ export async function assembleRepository(options: AssembleOptions): Promise<Asse
       const targets: Record<string, { length: number; sha256: string }> = {};
       const assembled: AssembledArtifact[] = [];
       const installinator: InstallinatorDocument = { system_version: manifest.systemVersion, artifacts: [] };
-      const addTarget = async (target: string, source: ZipSource): Promise<{ sha256: string; size: number }> => {
+      const addTarget = async (
+        target: string,
+        source: ZipSource,
+      ): Promise<{ sha256: string; size: number }> => {
         const info = await zip.addEntry((sha) => `repo/targets/${targetPathFor(target, sha)}`, source);
         targets[target] = { length: info.size, sha256: info.sha256 };
         return { sha256: info.sha256, size: info.size };
@@ -347,16 +383,27 @@ export async function assembleRepository(options: AssembleOptions): Promise<Asse
         if (p.hostPhase2 !== undefined && a.kind === 'host') {
           installinator.artifacts.push({ name: a.name, kind: 'host_phase2', hash: p.hostPhase2 });
         }
-        if (a.kind === 'control_plane') installinator.artifacts.push({ name: a.name, kind: 'control_plane', hash: info.sha256 });
+        if (a.kind === 'control_plane')
+          installinator.artifacts.push({ name: a.name, kind: 'control_plane', hash: info.sha256 });
         if (a.kind === 'measurement_corpus') {
           installinator.artifacts.push({ name: a.name, kind: 'measurement_corpus', hash: info.sha256 });
         }
       }
-      const entries: ArtifactEntry[] = assembled.map((a) => ({ name: a.name, version: a.version, kind: a.kind, target: a.target }));
+      const entries: ArtifactEntry[] = assembled.map((a) => ({
+        name: a.name,
+        version: a.version,
+        kind: a.kind,
+        target: a.target,
+      }));
       if (options.installinatorDocument ?? true) {
         const target = installinatorFileName(manifest.systemVersion);
         await addTarget(target, { data: encodeInstallinatorDocument(installinator) });
-        entries.push({ name: 'installinator_document', version: manifest.systemVersion, kind: 'installinator_document', target });
+        entries.push({
+          name: 'installinator_document',
+          version: manifest.systemVersion,
+          kind: 'installinator_document',
+          target,
+        });
       }
       await addTarget(ARTIFACTS_JSON, {
         data: encodeArtifactsDocument({ system_version: manifest.systemVersion, artifacts: entries }),
@@ -370,7 +417,9 @@ export async function assembleRepository(options: AssembleOptions): Promise<Asse
         version: nowSeconds,
         targets,
       });
-      for (const [name, bytes] of [...metadata.files].sort(([x], [y]) => metadataOrder(x) - metadataOrder(y))) {
+      for (const [name, bytes] of [...metadata.files].sort(
+        ([x], [y]) => metadataOrder(x) - metadataOrder(y),
+      )) {
         await zip.addEntry(`repo/metadata/${name}`, { data: bytes });
       }
       const { size } = await zip.finish();
@@ -380,7 +429,14 @@ export async function assembleRepository(options: AssembleOptions): Promise<Asse
       reporter.emit({ kind: 'task-end', task: zipTask, ok: true });
       const rootExpires = metadata.root.signed.expires;
       const validUntil = rootExpires < formatExpires(expires) ? rootExpires : formatExpires(expires);
-      return { output, sha256, size, systemVersion: manifest.systemVersion, validUntil, artifacts: assembled };
+      return {
+        output,
+        sha256,
+        size,
+        systemVersion: manifest.systemVersion,
+        validUntil,
+        artifacts: assembled,
+      };
     } catch (err) {
       await file.abort();
       reporter.emit({ kind: 'task-end', task: zipTask, ok: false });

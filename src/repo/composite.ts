@@ -61,7 +61,9 @@ function* tarOf(members: readonly Member[], mtime: number, hashes: string[]): Ge
     hashes.push(h.digest('hex'));
     if (n !== m.size) {
       throw fromSystemError(
-        Object.assign(new Error(`changed while being read (${n} bytes, expected ${m.size})`), { code: 'EIO' }),
+        Object.assign(new Error(`changed while being read (${n} bytes, expected ${m.size})`), {
+          code: 'EIO',
+        }),
         'cannot read',
         m.name,
       );
@@ -92,7 +94,12 @@ export async function writeComposite(
 }
 
 /** A fake zone image: oxide.json (t=layer, pkg, version), `root/`, and `size` bytes of filler. */
-export function writeFakeZone(output: string, pkg: string, version: string, size: number): Promise<WriteTarResult> {
+export function writeFakeZone(
+  output: string,
+  pkg: string,
+  version: string,
+  size: number,
+): Promise<WriteTarResult> {
   function* entries(): Generator<Buffer> {
     const json = encodeOmicronOxideJson('layer', pkg, version);
     yield encodeHeader(deterministicHeader('oxide.json', 'file', { size: json.length }));

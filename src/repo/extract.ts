@@ -25,7 +25,12 @@ export async function extractRepository(
   options: ExtractOptions,
 ): Promise<{ dir: string; files: number }> {
   const dest = path.resolve(dir);
-  if (await fsp.stat(dest).then(() => true, () => false)) {
+  if (
+    await fsp.stat(dest).then(
+      () => true,
+      () => false,
+    )
+  ) {
     throw new SlipwayError('INVALID_ARGUMENT', `${dest} already exists`, { where: dest });
   }
   if (options.verify) {

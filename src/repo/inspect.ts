@@ -22,7 +22,14 @@ export interface InspectResult {
   systemVersion?: string;
   entries: number;
   roles: { role: RoleName; version: number; expires: string; signatures: number; threshold: number }[];
-  artifacts: { kind: string; name: string; version: string; target: string; size?: number; sha256?: string }[];
+  artifacts: {
+    kind: string;
+    name: string;
+    version: string;
+    target: string;
+    size?: number;
+    sha256?: string;
+  }[];
 }
 
 const MAX = 16 * 1024 * 1024;
@@ -71,15 +78,21 @@ export async function inspectRepository(file: string): Promise<InspectResult> {
     add('targets', targets);
     const info = targets.signed.targets[ARTIFACTS_JSON];
     const sha = info?.hashes.sha256;
-    const entry = sha === undefined ? undefined : reader.get(`repo/targets/${targetPathFor(ARTIFACTS_JSON, sha)}`);
+    const entry =
+      sha === undefined ? undefined : reader.get(`repo/targets/${targetPathFor(ARTIFACTS_JSON, sha)}`);
     if (entry === undefined) return result;
-    const doc = parseArtifactsDocument(await reader.readEntry(entry, 4 * 1024 * 1024), `${file}: artifacts.json`);
+    const doc = parseArtifactsDocument(
+      await reader.readEntry(entry, 4 * 1024 * 1024),
+      `${file}: artifacts.json`,
+    );
     result.systemVersion = doc.system_version;
     result.artifacts = doc.artifacts.map((a) => {
       const t = targets.signed.targets[a.target];
       return {
         ...a,
-        ...(t !== undefined ? { size: t.length, ...(t.hashes.sha256 !== undefined ? { sha256: t.hashes.sha256 } : {}) } : {}),
+        ...(t !== undefined
+          ? { size: t.length, ...(t.hashes.sha256 !== undefined ? { sha256: t.hashes.sha256 } : {}) }
+          : {}),
       };
     });
     return result;

@@ -71,7 +71,9 @@ export function loadSigners(options: KeyOptions): LoadedKeys {
   if (common.length === 0) {
     const fromEnv = env[KEY_ENV] ?? env[TUFACEOUS_KEY_ENV];
     if (fromEnv !== undefined && fromEnv.trim() !== '') {
-      common.push(signerFor(fromEnv, env, env[KEY_ENV] !== undefined ? `$${KEY_ENV}` : `$${TUFACEOUS_KEY_ENV}`));
+      common.push(
+        signerFor(fromEnv, env, env[KEY_ENV] !== undefined ? `$${KEY_ENV}` : `$${TUFACEOUS_KEY_ENV}`),
+      );
     }
   }
   let generated: string | undefined;
@@ -79,10 +81,7 @@ export function loadSigners(options: KeyOptions): LoadedKeys {
   const needCommon = ROLES.some((r) => (roleKeys[r]?.length ?? 0) === 0);
   if (common.length === 0 && needCommon) {
     if (options.generate === false) {
-      throw new SlipwayError(
-        'TUF_KEY_INVALID',
-        `no signing key: give -k/--key, or set ${KEY_ENV}`,
-      );
+      throw new SlipwayError('TUF_KEY_INVALID', `no signing key: give -k/--key, or set ${KEY_ENV}`);
     }
     const k = generateKey();
     generated = k.text;
@@ -93,7 +92,12 @@ export function loadSigners(options: KeyOptions): LoadedKeys {
     return own.length > 0 ? own.map((k, i) => signerFor(k, env, `--${r}-key #${i + 1}`)) : common;
   };
   return {
-    signers: { root: forRole('root'), targets: forRole('targets'), snapshot: forRole('snapshot'), timestamp: forRole('timestamp') },
+    signers: {
+      root: forRole('root'),
+      targets: forRole('targets'),
+      snapshot: forRole('snapshot'),
+      timestamp: forRole('timestamp'),
+    },
     ...(generated !== undefined ? { generated } : {}),
   };
 }
@@ -103,7 +107,11 @@ export function parseThresholds(values: readonly string[]): Partial<Record<RoleN
   const out: Partial<Record<RoleName, number>> = {};
   for (const v of values) {
     const m = /^(root|targets|snapshot|timestamp)=(\d+)$/.exec(v);
-    if (m === null) throw new SlipwayError('USAGE', `--threshold takes ROLE=N (root, targets, snapshot, timestamp), got '${v}'`);
+    if (m === null)
+      throw new SlipwayError(
+        'USAGE',
+        `--threshold takes ROLE=N (root, targets, snapshot, timestamp), got '${v}'`,
+      );
     const n = Number(m[2]);
     if (n < 1) throw new SlipwayError('USAGE', `--threshold ${v}: a threshold is at least 1`);
     out[m[1] as RoleName] = n;
@@ -114,7 +122,8 @@ export function parseThresholds(values: readonly string[]): Partial<Record<RoleN
 /** `7d`, `12h`, `30m`, `3600s` or seconds → milliseconds. */
 export function parseDuration(text: string, flag: string): number {
   const m = /^(\d+)([smhdw]?)$/.exec(text.trim());
-  if (m === null) throw new SlipwayError('USAGE', `${flag} takes a duration like 7d, 12h, 30m, got '${text}'`);
+  if (m === null)
+    throw new SlipwayError('USAGE', `${flag} takes a duration like 7d, 12h, 30m, got '${text}'`);
   const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400, w: 604800 }[m[2] as '' | 's' | 'm' | 'h' | 'd' | 'w'];
   const ms = Number(m[1]) * unit * 1000;
   if (ms <= 0) throw new SlipwayError('USAGE', `${flag} must be longer than zero`);
@@ -125,7 +134,8 @@ export function parseDuration(text: string, flag: string): number {
 export function clockFrom(env: NodeJS.ProcessEnv): Date {
   const s = env.SOURCE_DATE_EPOCH;
   if (s !== undefined && s !== '') {
-    if (!/^\d+$/.test(s)) throw new SlipwayError('INVALID_ARGUMENT', `SOURCE_DATE_EPOCH must be whole seconds, got '${s}'`);
+    if (!/^\d+$/.test(s))
+      throw new SlipwayError('INVALID_ARGUMENT', `SOURCE_DATE_EPOCH must be whole seconds, got '${s}'`);
     return new Date(Number(s) * 1000);
   }
   return new Date();

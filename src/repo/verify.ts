@@ -78,7 +78,9 @@ export function checkRepoZipPaths(entries: readonly ZipEntry[], where: string): 
   for (const e of entries) {
     checkEntryPath(e.name, where);
     if (!e.name.startsWith('repo/')) {
-      throw new SlipwayError('ZIP_PATH_UNSAFE', `zip entry ${JSON.stringify(e.name)} is outside repo/`, { where });
+      throw new SlipwayError('ZIP_PATH_UNSAFE', `zip entry ${JSON.stringify(e.name)} is outside repo/`, {
+        where,
+      });
     }
   }
 }
@@ -112,7 +114,9 @@ async function verifyTargetEntry(
   const info = await resolveTarget(tm, read, target);
   const sha = info.hashes.sha256;
   if (sha === undefined) {
-    throw new SlipwayError('TUF_METADATA_INVALID', `target ${target} lists no sha256`, { where: 'targets.json' });
+    throw new SlipwayError('TUF_METADATA_INVALID', `target ${target} lists no sha256`, {
+      where: 'targets.json',
+    });
   }
   const stored = `${TARGETS_PREFIX}${targetPathFor(target, sha)}`;
   const entry = reader.get(stored);
@@ -182,12 +186,16 @@ export async function verifyRepositoryZip(file: string, options: VerifyOptions):
         cause: err,
       });
     });
-    const artifactsEntry = reader.get(`${TARGETS_PREFIX}${targetPathFor(ARTIFACTS_JSON, artifactsInfo.hashes.sha256 ?? '')}`);
+    const artifactsEntry = reader.get(
+      `${TARGETS_PREFIX}${targetPathFor(ARTIFACTS_JSON, artifactsInfo.hashes.sha256 ?? '')}`,
+    );
     if (artifactsEntry === undefined) {
-      throw new SlipwayError('REPO_LAYOUT_INVALID', 'artifacts.json is not stored under its hash name', { where: file });
+      throw new SlipwayError('REPO_LAYOUT_INVALID', 'artifacts.json is not stored under its hash name', {
+        where: file,
+      });
     }
     const artifactsBytes = await reader.readEntry(artifactsEntry, MAX_ARTIFACTS_JSON_BYTES);
-      tm.verifyTarget(ARTIFACTS_JSON, {
+    tm.verifyTarget(ARTIFACTS_JSON, {
       length: artifactsBytes.length,
       sha256: createHash('sha256').update(artifactsBytes).digest('hex'),
     });
@@ -202,26 +210,40 @@ export async function verifyRepositoryZip(file: string, options: VerifyOptions):
       options.signal?.throwIfAborted();
       const where = `${file}: artifacts.json ${a.kind} ${a.name}`;
       if (!isArtifactKind(a.kind)) {
-        reporter.emit({ kind: 'log', level: 'warn', message: `${where}: unknown kind ${a.kind} (kept, not checked)` });
+        reporter.emit({
+          kind: 'log',
+          level: 'warn',
+          message: `${where}: unknown kind ${a.kind} (kept, not checked)`,
+        });
       }
       const r = await verifyTargetEntry(reader, tm, readMeta, a.target, a.kind).catch((err: unknown) => {
         if (err instanceof SlipwayError && err.code === 'TUF_TARGET_UNKNOWN') {
-          throw new SlipwayError('REPO_ARTIFACTS_INVALID', `artifacts.json names ${a.target}, which the repository does not sign`, {
-            where,
-            cause: err,
-          });
+          throw new SlipwayError(
+            'REPO_ARTIFACTS_INVALID',
+            `artifacts.json names ${a.target}, which the repository does not sign`,
+            {
+              where,
+              cause: err,
+            },
+          );
         }
         throw err;
       });
       const key = `${a.kind} ${r.sha256}`;
       const prev = seen.get(key);
       if (prev !== undefined) {
-        throw new SlipwayError('REPO_DUPLICATE_ARTIFACT', `${a.kind} ${a.name} has the same hash as ${prev}`, { where });
+        throw new SlipwayError(
+          'REPO_DUPLICATE_ARTIFACT',
+          `${a.kind} ${a.name} has the same hash as ${prev}`,
+          { where },
+        );
       }
       seen.set(key, `${a.kind} ${a.name} ${a.version}`);
       counts.set(a.kind, (counts.get(a.kind) ?? 0) + 1);
       if ((SINGLE_KINDS as readonly string[]).includes(a.kind) && (counts.get(a.kind) ?? 0) > 1) {
-        throw new SlipwayError('REPO_DUPLICATE_ARTIFACT', `a second ${a.kind} artifact (${a.name})`, { where });
+        throw new SlipwayError('REPO_DUPLICATE_ARTIFACT', `a second ${a.kind} artifact (${a.name})`, {
+          where,
+        });
       }
       artifacts.push({ kind: a.kind, name: a.name, version: a.version, target: a.target, ...r });
       reporter.emit({ kind: 'task-progress', task, done: artifacts.length });
@@ -230,7 +252,9 @@ export async function verifyRepositoryZip(file: string, options: VerifyOptions):
     if (!(options.skipAllPresent ?? false)) {
       const missing = ARTIFACT_KINDS.filter((k) => !OPTIONAL_KINDS.includes(k) && !counts.has(k));
       if (missing.length > 0) {
-        throw new SlipwayError('REPO_MISSING_KIND', `no artifact of kind ${missing.join(', ')}`, { where: file });
+        throw new SlipwayError('REPO_MISSING_KIND', `no artifact of kind ${missing.join(', ')}`, {
+          where: file,
+        });
       }
     }
     const sha256 = options.sha256 ?? (await sha256OfFile(file));

@@ -1,0 +1,139 @@
+/** `slipway repo serve`: flags → startRepoServer, then serve until SIGINT/SIGTERM. */
+import * as fs from 'node:fs';
+import { SlipwayError } from '../core/errors.js';
+import { parseSize } from '../core/size.js';
+import { CLOSE_GRACE_MS, startRepoServer } from '../repo/serve.js';
+import { int, parse, str } from './args.js';
+import type { CliContext, CommandResult } from './context.js';
+
+export const REPO_SERVE_USAGE = `  serve ZIP|DIR [--port 8080] [--host 127.0.0.1] [--tls-cert PEM --tls-key PEM]
+  serve --accept-uploads STORE_DIR [--root TRUSTED_ROOT.json] [--max-upload 16GiB] [--port …] [--host …] [TLS flags]`;
+
+const USAGE = `slipway repo serve ZIP|DIR [--port 8080] [--host 127.0.0.1] [--tls-cert PEM --tls-key PEM]
+       slipway repo serve --accept-uploads STORE_DIR [--root TRUSTED_ROOT.json] [--max-upload 16GiB] [--port N] [--host H] [--tls-cert PEM --tls-key PEM]`;
+
+function readFlagFile(file: string, flag: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new SlipwayError('NOT_FOUND', `${flag}: cannot read ${file}: ${(err as Error).message}`, {
+      where: file,
+    });
+  }
+}
+
+type Signal = 'SIGINT' | 'SIGTERM';
+const SIGNALS: readonly Signal[] = ['SIGINT', 'SIGTERM'];
+
+/**
+ * Resolves on the first SIGINT/SIGTERM (or when `ctx.signal` aborts). The
+ * CLI's own handler (src/cli/main.ts) aborts and re-raises the signal at
+ * once, which would cut in-flight responses; so while serving, the first
+ * signal is taken here to drain, and the CLI's handlers are put back at once,
+ * so that a second signal stops the process the usual way.
+ */
+function untilStopped(ctx: CliContext): { stopped: Promise<string>; restore: () => void } {
+  const saved = new Map<Signal, ((...args: unknown[]) => void)[]>();
+  let restored = false;
+  const restore = (): void => {
+    if (restored) return;
+    restored = true;
+    for (const sig of SIGNALS) {
+      process.removeListener(sig, onSignal);
+      for (const l of saved.get(sig) ?? []) process.on(sig, l);
+    }
+  };
+  let resolveStop: (why: string) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => {
+    resolveStop = resolve;
+  });
+  function onSignal(sig: Signal): void {
+    process.stderr.write(
+      `\n${sig}: finishing in-flight requests (up to ${CLOSE_GRACE_MS / 1000} s; again to stop at once)\n`,
+    );
+    restore();
+    resolveStop(sig);
+  }
+  for (const sig of SIGNALS) {
+    saved.set(sig, process.listeners(sig) as ((...args: unknown[]) => void)[]);
+    process.removeAllListeners(sig);
+    process.on(sig, onSignal);
+  }
+  if (ctx.signal.aborted) resolveStop('aborted');
+  else
+    ctx.signal.addEventListener(
+      'abort',
+      () => {
+        resolveStop('aborted');
+      },
+      { once: true },
+    );
+  return { stopped, restore };
+}
+
+export async function repoServeCommand(argv: string[], ctx: CliContext): Promise<CommandResult> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'accept-uploads': { type: 'string' },
+      root: { type: 'string' },
+      'max-upload': { type: 'string' },
+    },
+    USAGE,
+  );
+  const store = str(values['accept-uploads']);
+  const source = positionals[0];
+  if (store === undefined ? source === undefined || positionals.length !== 1 : positionals.length !== 0) {
+    throw new SlipwayError('USAGE', `serve takes ZIP|DIR, or --accept-uploads STORE_DIR\nusage: ${USAGE}`);
+  }
+  if (store === undefined && (values.root !== undefined || values['max-upload'] !== undefined)) {
+    throw new SlipwayError('USAGE', `--root and --max-upload apply to --accept-uploads\nusage: ${USAGE}`);
+  }
+  const port = int(values.port, '--port') ?? 8080;
+  if (port > 65535) throw new SlipwayError('USAGE', `--port takes 0 to 65535, got ${port}`);
+  const host = str(values.host) ?? '127.0.0.1';
+  const certFile = str(values['tls-cert']);
+  const keyFile = str(values['tls-key']);
+  if ((certFile === undefined) !== (keyFile === undefined)) {
+    throw new SlipwayError('USAGE', `--tls-cert and --tls-key go together\nusage: ${USAGE}`);
+  }
+  const tls =
+    certFile !== undefined && keyFile !== undefined
+      ? { cert: readFlagFile(certFile, '--tls-cert'), key: readFlagFile(keyFile, '--tls-key') }
+      : undefined;
+  const rootFile = str(values.root);
+  const trustedRoot = rootFile !== undefined ? readFlagFile(rootFile, '--root') : undefined;
+  const maxUploadText = str(values['max-upload']);
+  const maxUpload = maxUploadText !== undefined ? parseSize(maxUploadText, '--max-upload') : undefined;
+
+  const stop = untilStopped(ctx);
+  try {
+    const server = await startRepoServer({
+      ...(store !== undefined ? { store } : { source: source ?? '' }),
+      host,
+      port,
+      reporter: ctx.reporter,
+      ...(tls !== undefined ? { tls } : {}),
+      ...(trustedRoot !== undefined ? { trustedRoot } : {}),
+      ...(maxUpload !== undefined ? { maxUpload } : {}),
+    });
+    const what = store !== undefined ? `uploads into ${store}` : (source ?? '');
+    ctx.print(
+      ctx.json
+        ? JSON.stringify({ listening: server.url, port: server.port })
+        : `serving ${what} at ${server.url}${port === 0 ? ` (bound port ${server.port})` : ''}`,
+    );
+    const why = await stop.stopped;
+    await server.close();
+    return {
+      data: { url: server.url, port: server.port, stopped: why },
+      human: `stopped serving ${server.url} (${why})`,
+    };
+  } finally {
+    stop.restore();
+  }
+}
