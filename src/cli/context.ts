@@ -8,6 +8,12 @@ export interface CliContext {
   reporter: CliReporter;
   /** Aborted on the first SIGINT/SIGTERM: long work stops its children and cleans up. */
   signal: AbortSignal;
+  /**
+   * For long-running servers: the first SIGINT/SIGTERM calls `stop` (drain,
+   * then return) instead of aborting; a second one aborts as usual. Returns
+   * a function that removes the hook.
+   */
+  onFirstInterrupt: (stop: (signal: string) => void) => () => void;
   /** Results (human or JSON) go here. */
   print: (text: string) => void;
 }

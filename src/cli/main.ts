@@ -82,6 +82,12 @@ export async function main(argv: string[]): Promise<number> {
     quiet: flags.has('--quiet'),
     reporter,
     signal: interrupt.signal,
+    onFirstInterrupt: (stop) => {
+      gracefulStop = stop;
+      return () => {
+        if (gracefulStop === stop) gracefulStop = undefined;
+      };
+    },
     print: (text) => process.stdout.write(text.endsWith('\n') ? text : `${text}\n`),
   };
   try {
@@ -146,8 +152,16 @@ function errorJson(err: unknown): { code: string; message: string; where?: strin
 // signal, rather than process.exit(), skips tearing down busy gzip worker
 // threads, which Node can abort on ("close before init").
 const interrupt = new AbortController();
+/** Set by a server that drains on the first signal (ctx.onFirstInterrupt). */
+let gracefulStop: ((signal: string) => void) | undefined;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
+    const stop = gracefulStop;
+    if (stop !== undefined) {
+      gracefulStop = undefined;
+      stop(sig);
+      return;
+    }
     process.stderr.write(`\nerror[INTERRUPTED]: stopped by ${sig}\n`);
     interrupt.abort();
     killProcessGroupsSync('SIGKILL');

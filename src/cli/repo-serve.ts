@@ -22,43 +22,22 @@ function readFlagFile(file: string, flag: string): Buffer {
   }
 }
 
-type Signal = 'SIGINT' | 'SIGTERM';
-const SIGNALS: readonly Signal[] = ['SIGINT', 'SIGTERM'];
-
 /**
- * Resolves on the first SIGINT/SIGTERM (or when `ctx.signal` aborts). The
- * CLI's own handler (src/cli/main.ts) aborts and re-raises the signal at
- * once, which would cut in-flight responses; so while serving, the first
- * signal is taken here to drain, and the CLI's handlers are put back at once,
- * so that a second signal stops the process the usual way.
+ * Resolves on the first SIGINT/SIGTERM (or when `ctx.signal` aborts): the
+ * server then drains in-flight requests; a second signal stops the process
+ * the usual way (src/cli/main.ts).
  */
 function untilStopped(ctx: CliContext): { stopped: Promise<string>; restore: () => void } {
-  const saved = new Map<Signal, ((...args: unknown[]) => void)[]>();
-  let restored = false;
-  const restore = (): void => {
-    if (restored) return;
-    restored = true;
-    for (const sig of SIGNALS) {
-      process.removeListener(sig, onSignal);
-      for (const l of saved.get(sig) ?? []) process.on(sig, l);
-    }
-  };
   let resolveStop: (why: string) => void = () => undefined;
   const stopped = new Promise<string>((resolve) => {
     resolveStop = resolve;
   });
-  function onSignal(sig: Signal): void {
+  const restore = ctx.onFirstInterrupt((sig) => {
     process.stderr.write(
       `\n${sig}: finishing in-flight requests (up to ${CLOSE_GRACE_MS / 1000} s; again to stop at once)\n`,
     );
-    restore();
     resolveStop(sig);
-  }
-  for (const sig of SIGNALS) {
-    saved.set(sig, process.listeners(sig) as ((...args: unknown[]) => void)[]);
-    process.removeAllListeners(sig);
-    process.on(sig, onSignal);
-  }
+  });
   if (ctx.signal.aborted) resolveStop('aborted');
   else
     ctx.signal.addEventListener(
