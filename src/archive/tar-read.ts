@@ -248,15 +248,27 @@ export async function readTarStream(
   const flow = { stopped: false };
   const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
   // The inflater runs on libuv's thread pool, the hash on this thread: they overlap.
+  // Waits for room in the inflater, or for it to be gone (stopped early or failed): never rejects.
+  const room = (): Promise<void> =>
+    new Promise((resolve) => {
+      const done = (): void => {
+        gunzip.off('drain', done);
+        gunzip.off('close', done);
+        resolve();
+      };
+      gunzip.on('drain', done);
+      gunzip.on('close', done);
+    });
   const feeding = (async () => {
     try {
       for await (const chunk of source) {
         size += chunk.length;
         hash.update(chunk);
-        if (flow.stopped) continue;
-        if (!gunzip.write(chunk)) await Promise.race([once(gunzip, 'drain'), once(gunzip, 'close')]);
+        // After an early stop the inflater is destroyed: the rest is only hashed.
+        if (flow.stopped || gunzip.destroyed) continue;
+        if (!gunzip.write(chunk)) await room();
       }
-      if (!flow.stopped) gunzip.end();
+      if (!flow.stopped && !gunzip.destroyed) gunzip.end();
     } catch (err) {
       gunzip.destroy(err as Error);
       throw err;

@@ -278,9 +278,14 @@ function packagesJob(c: Context): Job {
       });
       const built = r.outputs.filter((o) => !o.cached).length;
       if (r.report !== undefined && !r.report.ok) {
+        const failed = r.report.jobs.find((j) => j.name === r.report?.failed);
         throw new SlipwayError(
           'BUILD_FAILED',
-          `package ${r.report.failed ?? '?'} failed (logs in ${path.join(c.out, 'packages')})`,
+          `package ${r.report.failed ?? '?'} failed: ${failed?.error?.message ?? 'see its log'} (log: ${failed?.logFile ?? path.join(c.out, 'packages', 'logs')})`,
+          {
+            ...(failed?.error?.where !== undefined ? { where: failed.error.where } : {}),
+            cause: failed?.error,
+          },
         );
       }
       return { cached: built === 0, detail: `${r.outputs.length} packages, ${built} built` };

@@ -45,7 +45,7 @@ import {
 } from '../formats/tuf/index.js';
 import { fakeChunks } from './fake.js';
 import { fakeMember, fileMember, writeComposite, writeFakeZone, type Member } from './composite.js';
-import { isCompositeKind, readZoneIdentity } from './content.js';
+import { checkCompositeFile, isCompositeKind, readZoneIdentity } from './content.js';
 
 export interface AssembleOptions {
   manifestFile: string;
@@ -128,8 +128,18 @@ function memberOf(manifest: RepoManifest, a: ManifestArtifact, name: string, s: 
 async function checkInputs(manifest: RepoManifest): Promise<void> {
   const where = (line: number): string => `${manifest.file}:${line}`;
   const files: { s: FileSource; line: number }[] = [];
+  const composites: Promise<unknown>[] = [];
   for (const a of manifest.artifacts) {
     const src = a.source;
+    if (src.kind === 'file' && isCompositeKind(a.kind)) {
+      // A prebuilt composite must already pass the upload checks it will meet.
+      const file = resolveFile(manifest, src.path);
+      await statFile(file, where(src.line));
+      const check = checkCompositeFile(file, a.kind, `${where(src.line)}: ${src.path}`);
+      // Handled here too, so an earlier failure below never leaves it unhandled.
+      check.catch(() => undefined);
+      composites.push(check);
+    }
     if (src.kind === 'file' || src.kind === 'fake') files.push({ s: src, line: src.line });
     else if (src.kind === 'composite-host')
       for (const i of src.images) files.push({ s: i.source, line: i.source.line });
@@ -146,6 +156,7 @@ async function checkInputs(manifest: RepoManifest): Promise<void> {
   }
   for (const { s, line } of files)
     if (s.kind === 'file') await statFile(resolveFile(manifest, s.path), where(line));
+  await Promise.all(composites);
 }
 
 function checkKinds(manifest: RepoManifest, skipAllPresent: boolean): void {

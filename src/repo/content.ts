@@ -6,8 +6,10 @@
  * `version`. Checked while the artifact streams past (its hash is computed
  * in the same pass), so a multi-GiB host image is read once.
  */
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as zlib from 'node:zlib';
+import { readTarStream, type ReadTarStreamResult } from '../archive/tar-read.js';
 import { SlipwayError, fromSystemError } from '../core/errors.js';
 import { OXIDE_JSON_MAX_BYTES, parseOxideJson, type OxideJson } from '../formats/oxide-json.js';
 import { TarParser, type TarEntryInfo, type TarHandler } from '../formats/tar.js';
@@ -188,4 +190,45 @@ export class CompositeChecker implements TarHandler {
 /** Kinds whose targets are composite archives checked by CompositeChecker. */
 export function isCompositeKind(kind: string): boolean {
   return kind === 'host' || kind === 'trampoline' || kind === 'control_plane' || kind.endsWith('_rot');
+}
+
+/**
+ * Streams a composite once: its sha256 and size, and its content checked
+ * against `kind`'s rules. A host image's headers all precede the phase-2
+ * image's data, so after them the rest is only hashed.
+ */
+export async function checkCompositeStream(
+  source: AsyncIterable<Buffer>,
+  kind: string,
+  where: string,
+): Promise<ReadTarStreamResult & { content: CompositeContent }> {
+  const checker = new CompositeChecker(where);
+  const hostLike = kind === 'host' || kind === 'trampoline';
+  const r = await readTarStream(source, checker, {
+    where,
+    ...(hostLike
+      ? {
+          enough: () =>
+            checker.files.includes('image/zfs.img') &&
+            ['image/gimlet.rom', 'image/cosmo.rom', 'image/rom'].some((f) => checker.files.includes(f)),
+        }
+      : {}),
+  });
+  return { ...r, content: checker.finish(kind) };
+}
+
+/** checkCompositeStream over a file. */
+export async function checkCompositeFile(
+  file: string,
+  kind: string,
+  where: string,
+): Promise<CompositeContent> {
+  async function* read(): AsyncGenerator<Buffer> {
+    try {
+      for await (const c of fs.createReadStream(file, { highWaterMark: 1 << 20 })) yield c as Buffer;
+    } catch (err) {
+      throw fromSystemError(err, 'cannot read', file);
+    }
+  }
+  return (await checkCompositeStream(read(), kind, where)).content;
 }

@@ -7,7 +7,6 @@
  */
 import { createHash } from 'node:crypto';
 import { ZipReader, checkEntryPath, type ZipEntry } from '../archive/zip-read.js';
-import { readTarStream } from '../archive/tar-read.js';
 import { sha256OfFile } from '../archive/zip-write.js';
 import { SlipwayError } from '../core/errors.js';
 import { type Reporter, silentReporter } from '../core/events.js';
@@ -28,7 +27,7 @@ import {
   type MetadataReader,
   type TrustedMetadata,
 } from '../formats/tuf/index.js';
-import { CompositeChecker, isCompositeKind } from './content.js';
+import { checkCompositeStream, isCompositeKind } from './content.js';
 
 export interface VerifyOptions {
   /** Bytes of the trusted root.json; default: the repository's own 1.root.json (development). */
@@ -129,19 +128,7 @@ async function verifyTargetEntry(
   }
   const where = `${reader.path}: ${stored}`;
   if (kind !== undefined && isCompositeKind(kind)) {
-    const checker = new CompositeChecker(where);
-    const hostLike = kind === 'host' || kind === 'trampoline';
-    const parsed = readTarStream(streamEntry(reader, entry), checker, {
-      where,
-      // A host image's headers all precede the phase-2 image's data; the hash still covers every byte.
-      ...(hostLike
-        ? {
-            enough: () =>
-              checker.files.includes('image/zfs.img') &&
-              ['image/gimlet.rom', 'image/cosmo.rom', 'image/rom'].some((f) => checker.files.includes(f)),
-          }
-        : {}),
-    });
+    const parsed = checkCompositeStream(streamEntry(reader, entry), kind, where);
     const r = await parsed.catch(async (err: unknown) => {
       // Bytes that are not the signed ones are a hash problem first, whatever they fail to parse as.
       const h = await hashEntry(reader, entry);
@@ -149,8 +136,11 @@ async function verifyTargetEntry(
       throw err;
     });
     tm.verifyTarget(target, { length: r.size, sha256: r.sha256 });
-    const content = checker.finish(kind);
-    return { sha256: r.sha256, size: r.size, ...(kind === 'control_plane' ? { zones: content.zones } : {}) };
+    return {
+      sha256: r.sha256,
+      size: r.size,
+      ...(kind === 'control_plane' ? { zones: r.content.zones } : {}),
+    };
   }
   const r = await hashEntry(reader, entry);
   tm.verifyTarget(target, { length: r.size, sha256: r.sha256 });

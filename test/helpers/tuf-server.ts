@@ -114,3 +114,13 @@ export async function serveFiles(files: ServedFiles): Promise<TufServer> {
       }),
   };
 }
+
+/** Serves `files` while `fn` runs, then closes the server. */
+export async function withServer<T>(files: ServedFiles, fn: (server: TufServer) => Promise<T>): Promise<T> {
+  const server = await serveFiles(files);
+  try {
+    return await fn(server);
+  } finally {
+    await server.close();
+  }
+}

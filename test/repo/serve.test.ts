@@ -1,19 +1,15 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
-import { Updater } from 'tuf-js';
 import { MemoryReporter } from '../../src/core/events.js';
-import { assembleRepository, type AssembleResult } from '../../src/repo/assemble.js';
+import type { AssembleResult } from '../../src/repo/assemble.js';
 import { extractRepository } from '../../src/repo/extract.js';
-import { loadSigners } from '../../src/repo/keys.js';
 import {
   decodeTarget,
   etagFor,
@@ -30,100 +26,10 @@ import {
 import { compareSemver, encodeIndex, parseIndex, type StoredRepo } from '../../src/repo/store.js';
 import { SlipwayError } from '../../src/core/errors.js';
 import { verifyRepositoryZip, type VerifyResult } from '../../src/repo/verify.js';
+import { assembleFake, rawZip, sha256, tufjsDirs, tufjsUpdater } from '../helpers/fake-repo.js';
 import { snapshot, tempDir } from '../helpers/tmp.js';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-
-// tufaceous' bin/manifests/fake.toml (commit 1eacfcf), system_version made a placeholder.
-const FAKE_MANIFEST = `system_version = "@VERSION@"
-
-[[artifact.gimlet_sp]]
-name = "fake-gimlet-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.gimlet_rot]]
-name = "fake-gimlet-rot"
-version = "1.0.0"
-[artifact.gimlet_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.host]]
-name = "fake-host"
-version = "1.0.0"
-[artifact.host.source]
-kind = "composite-host"
-gimlet_phase_1 = { kind = "fake", size = "512KiB" }
-cosmo_phase_1 = { kind = "fake", size = "512KiB" }
-phase_2 = { kind = "fake", size = "1MiB" }
-
-[[artifact.trampoline]]
-name = "fake-trampoline"
-version = "1.0.0"
-[artifact.trampoline.source]
-kind = "composite-host"
-gimlet_phase_1 = { kind = "fake", size = "512KiB" }
-cosmo_phase_1 = { kind = "fake", size = "512KiB" }
-phase_2 = { kind = "fake", size = "1MiB" }
-
-[[artifact.control_plane]]
-name = "fake-control-plane"
-version = "1.0.0"
-[artifact.control_plane.source]
-kind = "composite-control-plane"
-zones = [
-    { kind = "fake", artifact_name = "zone-1", file_name = "zone1.tar.gz", size = "1MiB" },
-    { kind = "fake", artifact_name = "zone-2", file_name = "zone2.tar.gz", size = "1MiB" },
-]
-
-[[artifact.psc_sp]]
-name = "fake-psc-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.psc_rot]]
-name = "fake-psc-rot"
-version = "1.0.0"
-[artifact.psc_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.switch_sp]]
-name = "fake-switch-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.switch_rot]]
-name = "fake-switch-rot"
-version = "1.0.0"
-[artifact.switch_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.gimlet_rot_bootloader]]
-name = "fake-gimlet-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.psc_rot_bootloader]]
-name = "fake-psc-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.switch_rot_bootloader]]
-name = "fake-switch-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.measurement_corpus]]
-name = "fake-corpus"
-version = "1.0.0"
-source = { kind = "fake", size ="1MiB" }
-`;
 
 /** Only two kinds: assembled with skipAllPresent, refused by an upload server. */
 const PARTIAL_MANIFEST = `system_version = "3.0.0"
@@ -140,22 +46,6 @@ source = { kind = "fake", size = "64KiB" }
 `;
 
 const tmp = tempDir('slipway-serve-');
-
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
-
-async function assemble(name: string, manifest: string, skipAllPresent = false): Promise<AssembleResult> {
-  const manifestFile = path.join(tmp, `${name}.toml`);
-  fs.writeFileSync(manifestFile, manifest);
-  // A fresh throwaway key each time, so two repos of one version differ.
-  const { signers } = loadSigners({ keys: [], env: {} });
-  return assembleRepository({
-    manifestFile,
-    output: path.join(tmp, `${name}.zip`),
-    signers,
-    now: new Date(),
-    skipAllPresent,
-  });
-}
 
 interface Reply {
   status: number;
@@ -208,72 +98,20 @@ function fileOf(x: { target: string; sha256: string }): string {
   return `${x.sha256}.${x.target}`;
 }
 
-/** A stored zip by hand (our writer refuses such names): each entry as given. */
-function handZip(entries: { name: string; data: Buffer }[]): Buffer {
-  const locals: Buffer[] = [];
-  const centrals: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name);
-    const crc = zlib.crc32(e.data);
-    const lh = Buffer.alloc(30);
-    lh.writeUInt32LE(0x04034b50, 0);
-    lh.writeUInt16LE(20, 4);
-    lh.writeUInt16LE(0x21, 12);
-    lh.writeUInt32LE(crc, 14);
-    lh.writeUInt32LE(e.data.length, 18);
-    lh.writeUInt32LE(e.data.length, 22);
-    lh.writeUInt16LE(name.length, 26);
-    const ch = Buffer.alloc(46);
-    ch.writeUInt32LE(0x02014b50, 0);
-    ch.writeUInt16LE(20, 4);
-    ch.writeUInt16LE(20, 6);
-    ch.writeUInt16LE(0x21, 14);
-    ch.writeUInt32LE(crc, 16);
-    ch.writeUInt32LE(e.data.length, 20);
-    ch.writeUInt32LE(e.data.length, 24);
-    ch.writeUInt16LE(name.length, 28);
-    ch.writeUInt32LE(offset, 42);
-    locals.push(lh, name, e.data);
-    centrals.push(ch, name);
-    offset += lh.length + name.length + e.data.length;
-  }
-  const cd = Buffer.concat(centrals);
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(entries.length, 8);
-  eocd.writeUInt16LE(entries.length, 10);
-  eocd.writeUInt32LE(cd.length, 12);
-  eocd.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cd, eocd]);
-}
-
 /** tuf-js as an independent client: refresh, then fetch every target; name → sha256 of what it wrote. */
 async function tufJsDownloadAll(
   root: Buffer,
-  metadataBaseUrl: string,
-  targetBaseUrl: string,
+  baseUrl: string,
   targets: readonly string[],
 ): Promise<Record<string, string>> {
-  const dir = fs.mkdtempSync(path.join(tmp, 'tufjs-'));
-  const metadataDir = path.join(dir, 'metadata');
-  const targetDir = path.join(dir, 'targets');
-  fs.mkdirSync(metadataDir);
-  fs.mkdirSync(targetDir);
-  fs.writeFileSync(path.join(metadataDir, 'root.json'), root);
-  const updater = new Updater({
-    metadataDir,
-    metadataBaseUrl,
-    targetDir,
-    targetBaseUrl,
-    config: { fetchRetry: 0 },
-  });
+  const dirs = tufjsDirs(root);
+  const updater = tufjsUpdater({ baseUrl, dirs });
   await updater.refresh();
   const out: Record<string, string> = {};
   for (const t of targets) {
     const info = await updater.getTargetInfo(t);
     assert.ok(info !== undefined, `tuf-js knows ${t}`);
-    const file = await updater.downloadTarget(info, path.join(targetDir, t.replaceAll('/', '_')));
+    const file = await updater.downloadTarget(info, path.join(dirs.targetDir, t.replaceAll('/', '_')));
     out[t] = sha256(fs.readFileSync(file));
   }
   return out;
@@ -293,11 +131,15 @@ let rootA: Buffer;
 let dirA: string;
 
 before(async () => {
-  repoA = await assemble('a', FAKE_MANIFEST.replace('@VERSION@', '1.0.0'));
-  repoA2 = await assemble('a2', FAKE_MANIFEST.replace('@VERSION@', '1.0.0'));
-  repoB = await assemble('b', FAKE_MANIFEST.replace('@VERSION@', '2.0.0'));
-  repoC = await assemble('c', FAKE_MANIFEST.replace('@VERSION@', '10.0.0'));
-  partial = await assemble('partial', PARTIAL_MANIFEST, true);
+  // A fresh throwaway key each time, so two repos of one version differ.
+  repoA = await assembleFake(path.join(tmp, 'a'), { systemVersion: '1.0.0' });
+  repoA2 = await assembleFake(path.join(tmp, 'a2'), { systemVersion: '1.0.0' });
+  repoB = await assembleFake(path.join(tmp, 'b'), { systemVersion: '2.0.0' });
+  repoC = await assembleFake(path.join(tmp, 'c'), { systemVersion: '10.0.0' });
+  partial = await assembleFake(path.join(tmp, 'partial'), {
+    manifest: PARTIAL_MANIFEST,
+    skipAllPresent: true,
+  });
   verifiedA = await verifyRepositoryZip(repoA.output, { now: new Date() });
   dirA = path.join(tmp, 'a-dir');
   await extractRepository(repoA.output, dirA, { verify: false, now: new Date() });
@@ -610,7 +452,7 @@ describe('serving one repository', () => {
     for (const source of [repoA.output, dirA]) {
       const server = await startRepoServer({ source, host: '127.0.0.1', port: 0 });
       try {
-        const got = await tufJsDownloadAll(rootA, `${server.url}/metadata`, `${server.url}/targets`, names);
+        const got = await tufJsDownloadAll(rootA, server.url, names);
         const { ['artifacts.json']: artifactsSha, ...rest } = got;
         assert.deepEqual(rest, expectedTargets(verifiedA));
         assert.match(artifactsSha ?? '', /^[0-9a-f]{64}$/);
@@ -657,10 +499,7 @@ describe('serving one repository', () => {
       assert.equal(r.status, 206);
       assert.deepEqual(r.body, rootA.subarray(rootA.length - 10));
       // The trust store of Node's fetch (which tuf-js uses) is fixed at start-up: a child process with the CA.
-      const dir = fs.mkdtempSync(path.join(tmp, 'tufjs-tls-'));
-      fs.mkdirSync(path.join(dir, 'metadata'));
-      fs.mkdirSync(path.join(dir, 'targets'));
-      fs.writeFileSync(path.join(dir, 'metadata', 'root.json'), rootA);
+      const dir = path.dirname(tufjsDirs(rootA).metadataDir);
       const names = verifiedA.artifacts.map((a) => a.target);
       const script = `
         import { Updater } from 'tuf-js';
@@ -846,7 +685,7 @@ describe('accepting uploads', () => {
         },
         {
           what: 'a ../ entry',
-          body: handZip([
+          body: rawZip([
             { name: 'repo/metadata/1.root.json', data: rootA },
             { name: 'repo/../x', data: Buffer.from('x') },
           ]),
@@ -928,8 +767,7 @@ describe('accepting uploads', () => {
     const prefix = `${server.url}/v1/system/update/repository/1.0.0`;
     const got = await tufJsDownloadAll(
       rootA,
-      `${prefix}/metadata`,
-      `${prefix}/targets`,
+      prefix,
       verifiedA.artifacts.map((a) => a.target),
     );
     assert.deepEqual(got, expectedTargets(verifiedA));

@@ -5,14 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { test } from 'node:test';
-import { Updater } from 'tuf-js';
 import { ZipReader } from '../../src/archive/zip-read.js';
-import { ZipWriter, sha256OfFile } from '../../src/archive/zip-write.js';
-import { openAtomic } from '../../src/core/atomic-file.js';
+import { sha256OfFile } from '../../src/archive/zip-write.js';
 import { isSlipwayError, type ErrorCode } from '../../src/core/errors.js';
 import type { CliContext } from '../../src/cli/context.js';
 import { CliReporter } from '../../src/cli/render.js';
@@ -31,117 +27,23 @@ import {
   type RoleSigners,
   type Signer,
 } from '../../src/formats/tuf/index.js';
-import {
-  assembleRepository,
-  extractRepository,
-  loadSigners,
-  verifyRepositoryZip,
-} from '../../src/repo/index.js';
+import { extractRepository, loadSigners, verifyRepositoryZip } from '../../src/repo/index.js';
 import type { KeyOptions } from '../../src/repo/keys.js';
 import { rotateRepositoryRoot, signRepository, type SignResult } from '../../src/repo/sign.js';
+import {
+  assembleFake,
+  readZipFiles,
+  readZipMetadata,
+  tufjsDirs,
+  tufjsUpdater,
+  writeZip,
+} from '../helpers/fake-repo.js';
 import { tempDir } from '../helpers/tmp.js';
-
-/** tufaceous' bin/manifests/fake.toml (commit 1eacfcf), verbatim. */
-const FAKE_MANIFEST = `# This is an artifact manifest that generates fake entries for all components.
-# This is completely non-functional and is only useful for testing archive
-# extraction in other parts of the repository.
-
-system_version = "1.0.0"
-
-[[artifact.gimlet_sp]]
-name = "fake-gimlet-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.gimlet_rot]]
-name = "fake-gimlet-rot"
-version = "1.0.0"
-[artifact.gimlet_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.host]]
-name = "fake-host"
-version = "1.0.0"
-[artifact.host.source]
-kind = "composite-host"
-gimlet_phase_1 = { kind = "fake", size = "512KiB" }
-cosmo_phase_1 = { kind = "fake", size = "512KiB" }
-phase_2 = { kind = "fake", size = "1MiB" }
-
-[[artifact.trampoline]]
-name = "fake-trampoline"
-version = "1.0.0"
-[artifact.trampoline.source]
-kind = "composite-host"
-gimlet_phase_1 = { kind = "fake", size = "512KiB" }
-cosmo_phase_1 = { kind = "fake", size = "512KiB" }
-phase_2 = { kind = "fake", size = "1MiB" }
-
-[[artifact.control_plane]]
-name = "fake-control-plane"
-version = "1.0.0"
-[artifact.control_plane.source]
-kind = "composite-control-plane"
-zones = [
-    { kind = "fake", artifact_name = "zone-1", file_name = "zone1.tar.gz", size = "1MiB" },
-    { kind = "fake", artifact_name = "zone-2", file_name = "zone2.tar.gz", size = "1MiB" },
-]
-
-[[artifact.psc_sp]]
-name = "fake-psc-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.psc_rot]]
-name = "fake-psc-rot"
-version = "1.0.0"
-[artifact.psc_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.switch_sp]]
-name = "fake-switch-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.switch_rot]]
-name = "fake-switch-rot"
-version = "1.0.0"
-[artifact.switch_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.gimlet_rot_bootloader]]
-name = "fake-gimlet-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.psc_rot_bootloader]]
-name = "fake-psc-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.switch_rot_bootloader]]
-name = "fake-switch-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.measurement_corpus]]
-name = "fake-corpus"
-version = "1.0.0"
-source = { kind = "fake", size ="1MiB" }
-
-`;
+import { withServer } from '../helpers/tuf-server.js';
 
 const tmp = tempDir('slipway-sign-');
 /** One clock for assembling and signing, so version bumps are exactly +1 (real time: tuf-js checks expiry). */
 const clock = new Date();
-const manifestFile = path.join(tmp, 'fake.toml');
-fs.writeFileSync(manifestFile, FAKE_MANIFEST);
 
 type Key = ReturnType<typeof generateKey>;
 
@@ -160,35 +62,10 @@ function idOf(k: Key): string {
 /** A fresh directory holding one assembled repository zip. */
 async function assembleWith(
   name: string,
-  keys: Pick<KeyOptions, 'keys' | 'roleKeys'>,
+  key: Pick<KeyOptions, 'keys' | 'roleKeys'>,
   thresholds?: Partial<Record<RoleName, number>>,
 ): Promise<string> {
-  const dir = path.join(tmp, name);
-  fs.mkdirSync(dir);
-  const output = path.join(dir, 'repo.zip');
-  await assembleRepository({
-    manifestFile,
-    output,
-    signers: loadSigners({ ...keys, env: {} }).signers,
-    ...(thresholds !== undefined ? { thresholds } : {}),
-    now: clock,
-  });
-  return output;
-}
-
-async function zipMetadata(zip: string): Promise<Map<string, Buffer>> {
-  const reader = await ZipReader.open(zip);
-  try {
-    const out = new Map<string, Buffer>();
-    for (const e of reader.entries) {
-      if (e.name.startsWith('repo/metadata/')) {
-        out.set(e.name.slice('repo/metadata/'.length), await reader.readEntry(e, 1 << 24));
-      }
-    }
-    return out;
-  } finally {
-    await reader.close();
-  }
+  return (await assembleFake(path.join(tmp, name), { key, thresholds, now: clock })).output;
 }
 
 async function zipTargets(zip: string): Promise<string[]> {
@@ -240,19 +117,11 @@ async function rewriteZipEntry(
   name: string,
   edit: (b: Buffer) => Buffer,
 ): Promise<void> {
-  const reader = await ZipReader.open(src);
-  const file = await openAtomic(dst);
-  try {
-    const zip = await ZipWriter.create(file);
-    for (const e of reader.entries) {
-      const data = await reader.readEntry(e, 1 << 30);
-      await zip.addEntry(e.name, { data: e.name === name ? edit(data) : data });
-    }
-    await zip.finish();
-    await file.commit();
-  } finally {
-    await reader.close();
-  }
+  const files = await readZipFiles(src, '');
+  await writeZip(
+    dst,
+    [...files].map(([n, data]) => ({ name: n, data: n === name ? edit(data) : data })),
+  );
 }
 
 async function rejectsWith(p: Promise<unknown>, code: ErrorCode, message?: RegExp): Promise<void> {
@@ -263,59 +132,20 @@ async function rejectsWith(p: Promise<unknown>, code: ErrorCode, message?: RegEx
   });
 }
 
-/** A tiny static file server over loopback for tuf-js. */
-async function serve<T>(dir: string, fn: (base: string) => Promise<T>): Promise<T> {
-  const server = http.createServer((req, res) => {
-    const rel = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
-    const file = path.join(dir, path.normalize(rel));
-    if (!file.startsWith(dir + path.sep)) {
-      res.writeHead(404).end();
-      return;
-    }
-    fs.readFile(file, (err, data) => {
-      if (err !== null) res.writeHead(404).end();
-      else res.writeHead(200, { 'content-length': data.length }).end(data);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  try {
-    return await fn(`http://127.0.0.1:${port}`);
-  } finally {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) =>
-      server.close(() => {
-        resolve();
-      }),
-    );
-  }
-}
-
 /** tuf-js from `trustedRoot` against a served repository directory: refresh, then fetch artifacts.json. */
 async function tufJsFetch(
   repoDir: string,
   trustedRoot: Buffer,
 ): Promise<{ artifacts: string; rootVersion: number }> {
-  const work = fs.mkdtempSync(path.join(tmp, 'tufjs-'));
-  const metadataDir = path.join(work, 'metadata');
-  const targetDir = path.join(work, 'targets');
-  fs.mkdirSync(metadataDir);
-  fs.mkdirSync(targetDir);
-  fs.writeFileSync(path.join(metadataDir, 'root.json'), trustedRoot);
-  return serve(repoDir, async (base) => {
-    const updater = new Updater({
-      metadataDir,
-      metadataBaseUrl: `${base}/metadata`,
-      targetDir,
-      targetBaseUrl: `${base}/targets`,
-      config: { fetchRetry: 0 },
-    });
+  const dirs = tufjsDirs(trustedRoot);
+  return withServer(repoDir, async (server) => {
+    const updater = tufjsUpdater({ baseUrl: server.url, dirs });
     await updater.refresh();
     const info = await updater.getTargetInfo('artifacts.json');
     assert.ok(info !== undefined, 'tuf-js finds artifacts.json');
     const file = await updater.downloadTarget(info);
-    const rootVersion = parseRoot(fs.readFileSync(path.join(metadataDir, 'root.json')), 'root.json').signed
-      .version;
+    const rootVersion = parseRoot(fs.readFileSync(path.join(dirs.metadataDir, 'root.json')), 'root.json')
+      .signed.version;
     return { artifacts: fs.readFileSync(file, 'utf8'), rootVersion };
   });
 }
@@ -341,7 +171,7 @@ test('rotate-root: new keys signed by the old root; verifiers trusting the old r
   const k1 = generateKey();
   const k2 = generateKey();
   const zip = await assembleWith('rotate', { keys: [k1.text] });
-  const before = await zipMetadata(zip);
+  const before = await readZipMetadata(zip);
   const oldRoot = need(before, '1.root.json');
   const targetsBefore = await zipTargets(zip);
   const chainBefore = chainOf(before);
@@ -365,7 +195,7 @@ test('rotate-root: new keys signed by the old root; verifiers trusting the old r
   assert.deepEqual(new Set(rootChange?.signedBy), new Set([idOf(k1), idOf(k2)]));
   assert.deepEqual(r.unusedKeys, []);
 
-  const after = await zipMetadata(zip);
+  const after = await readZipMetadata(zip);
   const chain = chainOf(after);
   assert.ok(chain.targets > chainBefore.targets && chain.snapshot > chainBefore.snapshot);
   assert.ok(chain.timestamp > chainBefore.timestamp);
@@ -449,7 +279,7 @@ test('threshold 2: a root signed by A alone fails; --add-signature with B comple
     { root: 2 },
   );
   await verifyRepositoryZip(zip, { now: new Date() });
-  const root = parseRoot(need(await zipMetadata(zip), '1.root.json'), '1.root.json');
+  const root = parseRoot(need(await readZipMetadata(zip), '1.root.json'), '1.root.json');
   assert.equal(root.signed.roles.root.threshold, 2);
   assert.equal(root.signatures.length, 2);
 
@@ -506,8 +336,8 @@ test('threshold 2: a root signed by A alone fails; --add-signature with B comple
   ]);
   await verifyRepositoryZip(onlyA, { now: new Date() });
   // Same body, signatures in keyid order, one per key: byte for byte the assembled root.
-  const completed = need(await zipMetadata(onlyA), '1.root.json');
-  assert.deepEqual(completed, need(await zipMetadata(zip), '1.root.json'));
+  const completed = need(await readZipMetadata(onlyA), '1.root.json');
+  assert.deepEqual(completed, need(await readZipMetadata(zip), '1.root.json'));
   assert.deepEqual(await zipTargets(onlyA), await zipTargets(zip));
 });
 
@@ -515,7 +345,7 @@ test('online timestamp key: only the timestamp is re-signed, by T; R cannot', as
   const rk = generateKey();
   const tk = generateKey();
   const zip = await assembleWith('online', { keys: [rk.text], roleKeys: { timestamp: [tk.text] } });
-  const before = await zipMetadata(zip);
+  const before = await readZipMetadata(zip);
   const chainBefore = chainOf(before);
 
   const bytes = fs.readFileSync(zip);
@@ -529,7 +359,7 @@ test('online timestamp key: only the timestamp is re-signed, by T; R cannot', as
   const r = await signRepository(zip, { now: clock, keys: signersOf(tk) });
   assert.deepEqual(roles(r), ['timestamp re-signed']);
   assert.deepEqual(r.changes[0]?.signedBy, [idOf(tk)]);
-  const after = await zipMetadata(zip);
+  const after = await readZipMetadata(zip);
   const chain = chainOf(after);
   assert.equal(chain.timestamp, chainBefore.timestamp + 1);
   assert.equal(chain.snapshot, chainBefore.snapshot);
@@ -554,7 +384,7 @@ test('re-signing targets cascades to snapshot and timestamp; their keys are need
   const rk = generateKey();
   const tk = generateKey();
   const zip = await assembleWith('cascade', { keys: [rk.text], roleKeys: { timestamp: [tk.text] } });
-  const before = await zipMetadata(zip);
+  const before = await readZipMetadata(zip);
   const chainBefore = chainOf(before);
   const bytes = fs.readFileSync(zip);
   await rejectsWith(
@@ -566,7 +396,7 @@ test('re-signing targets cascades to snapshot and timestamp; their keys are need
 
   const r = await signRepository(zip, { now: clock, roles: ['targets'], keys: signersOf(rk, tk) });
   assert.deepEqual(roles(r), ['targets re-signed', 'snapshot re-signed', 'timestamp re-signed']);
-  const after = await zipMetadata(zip);
+  const after = await readZipMetadata(zip);
   const chain = chainOf(after);
   assert.equal(chain.targets, chainBefore.targets + 1);
   assert.equal(chain.snapshot, chainBefore.snapshot + 1);
@@ -586,7 +416,7 @@ test('re-signing targets cascades to snapshot and timestamp; their keys are need
   });
   assert.deepEqual(roles(same), ['targets signature added']);
   assert.equal(same.changes[0]?.version, chain.targets);
-  assert.deepEqual(await zipMetadata(zip), after);
+  assert.deepEqual(await readZipMetadata(zip), after);
 
   // snapshot cascades to timestamp only; root re-signed gets the next version.
   const s = await signRepository(zip, { now: clock, roles: ['snapshot', 'root'], keys: signersOf(rk, tk) });
@@ -664,6 +494,7 @@ test('CLI: rotate-root and sign turn flags into options; bad flags are USAGE err
     quiet: true,
     reporter: new CliReporter({ quiet: true, plain: true }),
     signal: new AbortController().signal,
+    onFirstInterrupt: () => () => undefined,
     print: () => undefined,
   };
   const rot = await repoSignCommand(

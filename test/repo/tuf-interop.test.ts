@@ -8,152 +8,34 @@
  * uses the real clock, so expired metadata is built with `expires` in the past.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { Updater } from 'tuf-js';
-import { ZipReader } from '../../src/archive/zip-read.js';
-import { ZipWriter } from '../../src/archive/zip-write.js';
-import { openAtomic } from '../../src/core/atomic-file.js';
+import type { Updater } from 'tuf-js';
 import { SlipwayError, type ErrorCode } from '../../src/core/errors.js';
 import { encodeArtifactsDocument } from '../../src/formats/repo-artifacts.js';
 import { verifyRepositoryMetadata, type TrustedMetadata } from '../../src/formats/tuf/client.js';
 import { keyIdOf, type Signer } from '../../src/formats/tuf/keys.js';
 import { serializeMetadata, type SnapshotMeta, type TargetsMeta } from '../../src/formats/tuf/metadata.js';
 import { signMetadata } from '../../src/formats/tuf/sign.js';
-import { assembleRepository } from '../../src/repo/assemble.js';
-import { loadSigners } from '../../src/repo/keys.js';
 import { verifyRepositoryZip } from '../../src/repo/verify.js';
+import {
+  assembleFake,
+  readZipFiles,
+  sha256,
+  tufjsDirs,
+  tufjsUpdater,
+  writeZip,
+  type TufjsDirs,
+} from '../helpers/fake-repo.js';
 import { tempDir } from '../helpers/tmp.js';
 import { expiresAt, makeFixture, type FixtureOptions, type TufFixture } from '../helpers/tuf-fixture.js';
-import { serveFiles, type TufServer } from '../helpers/tuf-server.js';
-
-/** tufaceous' bin/manifests/fake.toml at 1eacfcf, verbatim. */
-const FAKE_TOML = `# This is an artifact manifest that generates fake entries for all components.
-# This is completely non-functional and is only useful for testing archive
-# extraction in other parts of the repository.
-
-system_version = "1.0.0"
-
-[[artifact.gimlet_sp]]
-name = "fake-gimlet-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.gimlet_rot]]
-name = "fake-gimlet-rot"
-version = "1.0.0"
-[artifact.gimlet_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.host]]
-name = "fake-host"
-version = "1.0.0"
-[artifact.host.source]
-kind = "composite-host"
-gimlet_phase_1 = { kind = "fake", size = "512KiB" }
-cosmo_phase_1 = { kind = "fake", size = "512KiB" }
-phase_2 = { kind = "fake", size = "1MiB" }
-
-[[artifact.trampoline]]
-name = "fake-trampoline"
-version = "1.0.0"
-[artifact.trampoline.source]
-kind = "composite-host"
-gimlet_phase_1 = { kind = "fake", size = "512KiB" }
-cosmo_phase_1 = { kind = "fake", size = "512KiB" }
-phase_2 = { kind = "fake", size = "1MiB" }
-
-[[artifact.control_plane]]
-name = "fake-control-plane"
-version = "1.0.0"
-[artifact.control_plane.source]
-kind = "composite-control-plane"
-zones = [
-    { kind = "fake", artifact_name = "zone-1", file_name = "zone1.tar.gz", size = "1MiB" },
-    { kind = "fake", artifact_name = "zone-2", file_name = "zone2.tar.gz", size = "1MiB" },
-]
-
-[[artifact.psc_sp]]
-name = "fake-psc-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.psc_rot]]
-name = "fake-psc-rot"
-version = "1.0.0"
-[artifact.psc_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.switch_sp]]
-name = "fake-switch-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.switch_rot]]
-name = "fake-switch-rot"
-version = "1.0.0"
-[artifact.switch_rot.source]
-kind = "composite-rot"
-archive_a = { kind = "fake", size = "512KiB" }
-archive_b = { kind = "fake", size = "512KiB" }
-
-[[artifact.gimlet_rot_bootloader]]
-name = "fake-gimlet-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.psc_rot_bootloader]]
-name = "fake-psc-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.switch_rot_bootloader]]
-name = "fake-switch-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1MiB" }
-
-[[artifact.measurement_corpus]]
-name = "fake-corpus"
-version = "1.0.0"
-source = { kind = "fake", size ="1MiB" }
-`;
+import { serveFiles } from '../helpers/tuf-server.js';
 
 const HOUR = 3600 * 1000;
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 // ---------------------------------------------------------------------------
 // tuf-js plumbing
-
-interface Client {
-  metadataDir: string;
-  targetDir: string;
-}
-
-function newClientDirs(trustedRoot: Buffer): Client {
-  const base = tempDir('slipway-tufjs-');
-  const metadataDir = path.join(base, 'metadata');
-  const targetDir = path.join(base, 'targets');
-  fs.mkdirSync(metadataDir);
-  fs.mkdirSync(targetDir);
-  fs.writeFileSync(path.join(metadataDir, 'root.json'), trustedRoot);
-  return { metadataDir, targetDir };
-}
-
-function updater(client: Client, server: TufServer): Updater {
-  return new Updater({
-    metadataDir: client.metadataDir,
-    metadataBaseUrl: `${server.url}/metadata`,
-    targetDir: client.targetDir,
-    targetBaseUrl: `${server.url}/targets`,
-    config: { fetchRetry: 0 },
-  });
-}
 
 /** Downloads `name` with tuf-js and returns the bytes it wrote. */
 async function tufjsDownload(u: Updater, name: string): Promise<Buffer> {
@@ -200,35 +82,11 @@ function slipwayCode(code: ErrorCode, where?: string): (err: unknown) => true {
 // ---------------------------------------------------------------------------
 // 1. an assembled repository, read by tuf-js
 
-/** Every file of a repository zip, by path under `repo/`. */
-async function zipFiles(file: string): Promise<Map<string, Buffer>> {
-  const reader = await ZipReader.open(file);
-  try {
-    const out = new Map<string, Buffer>();
-    for (const e of reader.entries) {
-      assert.ok(e.name.startsWith('repo/'), e.name);
-      out.set(e.name.slice('repo/'.length), await reader.readEntry(e, 64 * 1024 * 1024));
-    }
-    return out;
-  } finally {
-    await reader.close();
-  }
-}
-
 test('tuf-js refreshes an assembled repository (tufaceous fake.toml) and downloads every target', async () => {
-  const dir = tempDir();
-  const manifestFile = path.join(dir, 'fake.toml');
-  fs.writeFileSync(manifestFile, FAKE_TOML);
-  const keys = loadSigners({ env: {} });
-  assert.ok(keys.generated?.startsWith('ed25519:'), 'a throwaway key');
   const now = new Date();
-  const result = await assembleRepository({
-    manifestFile,
-    output: path.join(dir, 'repo.zip'),
-    signers: keys.signers,
-    now,
-  });
-  const files = await zipFiles(result.output);
+  const result = await assembleFake(tempDir(), { now });
+  assert.ok(result.generatedKey?.startsWith('ed25519:'), 'a throwaway key');
+  const files = await readZipFiles(result.output, 'repo/', { onlyUnder: true });
   const root = files.get('metadata/1.root.json');
   assert.ok(root !== undefined);
 
@@ -245,8 +103,7 @@ test('tuf-js refreshes an assembled repository (tufaceous fake.toml) and downloa
 
   const server = await serveFiles(files);
   try {
-    const client = newClientDirs(root);
-    const u = updater(client, server);
+    const u = tufjsUpdater({ baseUrl: server.url, trustedRoot: root });
     await u.refresh();
     assert.equal(server.count('metadata/2.root.json'), 1, 'tuf-js looks for the next root');
     for (const name of names) {
@@ -319,6 +176,14 @@ function flipByte(data: Buffer, at: number): Buffer {
   const out = Buffer.from(data);
   out[at] = (out[at] ?? 0) ^ 0xff;
   return out;
+}
+
+/** A tamper that stores `data` in place of the artifact's target file. */
+function replaceArtifact(data: Buffer): (fx: TufFixture) => Promise<void> {
+  return (fx) => {
+    fx.targetFiles.set(fx.targetPath(ARTIFACT), data);
+    return Promise.resolve();
+  };
 }
 
 interface Case {
@@ -658,10 +523,7 @@ const CASES: Case[] = [
   // --- targets
   {
     name: 'target content changed (same length)',
-    tamper: (fx) => {
-      fx.targetFiles.set(fx.targetPath(ARTIFACT), flipByte(ARTIFACT_DATA, 100));
-      return Promise.resolve();
-    },
+    tamper: replaceArtifact(flipByte(ARTIFACT_DATA, 100)),
     ours: 'TUF_HASH_MISMATCH',
     oursVia: 'zip',
     tufjsAt: 'download',
@@ -669,10 +531,7 @@ const CASES: Case[] = [
   },
   {
     name: 'target content changed (one byte longer)',
-    tamper: (fx) => {
-      fx.targetFiles.set(fx.targetPath(ARTIFACT), Buffer.concat([ARTIFACT_DATA, Buffer.from('!')]));
-      return Promise.resolve();
-    },
+    tamper: replaceArtifact(Buffer.concat([ARTIFACT_DATA, Buffer.from('!')])),
     ours: 'TUF_LENGTH_MISMATCH',
     oursVia: 'zip',
     tufjsAt: 'download',
@@ -680,10 +539,7 @@ const CASES: Case[] = [
   },
   {
     name: 'target content changed (one byte shorter)',
-    tamper: (fx) => {
-      fx.targetFiles.set(fx.targetPath(ARTIFACT), ARTIFACT_DATA.subarray(1));
-      return Promise.resolve();
-    },
+    tamper: replaceArtifact(ARTIFACT_DATA.subarray(1)),
     ours: 'TUF_LENGTH_MISMATCH',
     oursVia: 'zip',
     tufjsAt: 'download',
@@ -731,11 +587,10 @@ const CASES: Case[] = [
 /** The fixture's repository as a zip under `repo/`, as an upload would bring it. */
 async function fixtureZip(fx: TufFixture): Promise<string> {
   const file = path.join(tempDir(), 'repo.zip');
-  const out = await openAtomic(file);
-  const zip = await ZipWriter.create(out);
-  for (const [name, data] of fx.repoFiles()) await zip.addEntry(`repo/${name}`, { data });
-  await zip.finish();
-  await out.commit();
+  await writeZip(
+    file,
+    [...fx.repoFiles()].map(([name, data]) => ({ name: `repo/${name}`, data })),
+  );
   return file;
 }
 
@@ -762,12 +617,12 @@ async function runCase(c: Case, t: TestContext): Promise<void> {
   refill(served, fx);
   const server = await serveFiles(served);
   try {
-    let client: Client | undefined;
+    let client: TufjsDirs | undefined;
     let cached: { timestamp?: Uint8Array; snapshot?: Uint8Array } | undefined;
     if (c.rollback === true) {
       // Both clients first see the good repository, and keep what they saw.
-      client = newClientDirs(fx.trustedRoot);
-      await updater(client, server).refresh();
+      client = tufjsDirs(fx.trustedRoot);
+      await tufjsUpdater({ baseUrl: server.url, dirs: client }).refresh();
       cached = {
         timestamp: fx.metadata.get('timestamp.json'),
         snapshot: fx.metadata.get(fx.fileOf('snapshot')),
@@ -793,7 +648,7 @@ async function runCase(c: Case, t: TestContext): Promise<void> {
     }
 
     // tuf-js, with the real clock.
-    const u = updater(client ?? newClientDirs(fx.trustedRoot), server);
+    const u = tufjsUpdater({ baseUrl: server.url, dirs: client ?? tufjsDirs(fx.trustedRoot) });
     const tufjs = async (): Promise<void> => {
       if (c.tufjsAt === 'download') {
         await u.refresh();
@@ -836,7 +691,7 @@ describe('tampering: rejected by our verifier and by tuf-js', () => {
     );
     const server = await serveFiles(fx.repoFiles());
     try {
-      const u = updater(newClientDirs(fx.trustedRoot), server);
+      const u = tufjsUpdater({ baseUrl: server.url, trustedRoot: fx.trustedRoot });
       await u.refresh();
       for (const [name, data] of fx.targets) {
         assert.deepEqual(await tufjsDownload(u, name), data, name);
@@ -860,8 +715,8 @@ describe('tampering: rejected by our verifier and by tuf-js', () => {
     assert.equal(tm.root.version, 2);
     const server = await serveFiles(fx.repoFiles());
     try {
-      const client = newClientDirs(fx.trustedRoot);
-      const u = updater(client, server);
+      const client = tufjsDirs(fx.trustedRoot);
+      const u = tufjsUpdater({ baseUrl: server.url, dirs: client });
       await u.refresh();
       const persisted = JSON.parse(fs.readFileSync(path.join(client.metadataDir, 'root.json'), 'utf8')) as {
         signed: { version: number };
@@ -884,8 +739,8 @@ describe('tampering: rejected by our verifier and by tuf-js', () => {
     assert.equal(tm.root.version, 1);
     const server = await serveFiles(fx.repoFiles());
     try {
-      const client = newClientDirs(fx.trustedRoot);
-      await updater(client, server).refresh();
+      const client = tufjsDirs(fx.trustedRoot);
+      await tufjsUpdater({ baseUrl: server.url, dirs: client }).refresh();
       assert.equal(server.count('metadata/3.root.json'), 0);
       assert.deepEqual(fs.readFileSync(path.join(client.metadataDir, 'root.json')), rootBefore);
     } finally {

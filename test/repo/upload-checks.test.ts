@@ -9,13 +9,9 @@
  * Also: assembly is reproducible, and a failed one leaves nothing behind.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import * as zlib from 'node:zlib';
-import { ZipWriter } from '../../src/archive/zip-write.js';
-import { openAtomic } from '../../src/core/atomic-file.js';
 import { SlipwayError, type ErrorCode } from '../../src/core/errors.js';
 import {
   encodeArtifactsDocument,
@@ -28,14 +24,13 @@ import { assembleRepository, type AssembleOptions, type AssembleResult } from '.
 import { memoryMember, writeComposite, writeFakeZone } from '../../src/repo/composite.js';
 import { loadSigners } from '../../src/repo/keys.js';
 import { verifyRepositoryZip, type VerifyResult } from '../../src/repo/verify.js';
+import { rawZip, repoVector, sha256, writeZip, type ZipFileEntry } from '../helpers/fake-repo.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const KEY = generateKey();
 const SIGNERS = loadSigners({ keys: [KEY.text], env: {} }).signers;
 const NOW = new Date('2026-03-01T12:00:00Z');
 const WEEK = 7 * 24 * 3600 * 1000;
-
-const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 function hasCode(code: ErrorCode): (err: unknown) => true {
   return (err) => {
@@ -104,69 +99,44 @@ const goodHost = (tag: string): Promise<Buffer> =>
 const osZone = (): Promise<Buffer> =>
   composite(scratchFile('os-zone.tar.gz'), 'os', { 'image/zfs.img': 'not a zone\n' });
 
+/** Only a gimlet SP (fake): every other required kind is missing. */
+const SP_ONLY = `system_version = "1.0.0"
+[[artifact.gimlet_sp]]
+name = "sp"
+version = "1.0.0"
+source = { kind = "fake", size = "1KiB" }
+`;
+
+/** One artifact taken as is from the input file `file`. */
+const fileInput = (kind: string, name: string, file: string, data: Buffer): string =>
+  inputDir(
+    `system_version = "1.0.0"
+[[artifact.${kind}]]
+name = "${name}"
+version = "1.0.0"
+source = { kind = "file", path = "${file}" }
+`,
+    { [file]: data },
+  );
+
+/** Two gimlet SPs from one file: the same (kind, sha256) twice. */
+const sameBytesTwice = (): string =>
+  inputDir(
+    `system_version = "1.0.0"
+[[artifact.gimlet_sp]]
+name = "sp-a"
+version = "1.0.0"
+source = { kind = "file", path = "same.bin" }
+[[artifact.gimlet_sp]]
+name = "sp-b"
+version = "1.0.0"
+source = { kind = "file", path = "same.bin" }
+`,
+    { 'same.bin': 'the same bytes\n' },
+  );
+
 // ---------------------------------------------------------------------------
 // crafted zips
-
-interface ZipFileEntry {
-  name: string;
-  data: Buffer;
-}
-
-/**
- * A stored zip written byte by byte (APPNOTE 4.3), names as given: for the
- * hostile names our ZipWriter refuses to write.
- */
-function rawZip(entries: readonly ZipFileEntry[]): Buffer {
-  const parts: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const e of entries) {
-    const name = Buffer.from(e.name, 'utf8');
-    const crc = zlib.crc32(e.data) >>> 0;
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4); // version needed
-    local.writeUInt16LE(0x0800, 6); // UTF-8 names
-    local.writeUInt16LE(0, 8); // stored
-    local.writeUInt16LE(0, 10); // time 00:00
-    local.writeUInt16LE((1 << 5) | 1, 12); // date 1980-01-01
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(e.data.length, 18);
-    local.writeUInt32LE(e.data.length, 22);
-    local.writeUInt16LE(name.length, 26);
-    local.writeUInt16LE(0, 28);
-    const dir = e.name.endsWith('/');
-    const cd = Buffer.alloc(46);
-    cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt16LE((3 << 8) | 20, 4); // made by: Unix, 2.0
-    cd.writeUInt16LE(20, 6);
-    cd.writeUInt16LE(0x0800, 8);
-    cd.writeUInt16LE(0, 10);
-    cd.writeUInt16LE(0, 12);
-    cd.writeUInt16LE((1 << 5) | 1, 14);
-    cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(e.data.length, 20);
-    cd.writeUInt32LE(e.data.length, 24);
-    cd.writeUInt16LE(name.length, 28);
-    cd.writeUInt16LE(0, 30); // extra
-    cd.writeUInt16LE(0, 32); // comment
-    cd.writeUInt16LE(0, 34); // disk
-    cd.writeUInt16LE(0, 36); // internal attributes
-    cd.writeUInt32LE(((dir ? 0o40755 : 0o100644) << 16) >>> 0, 38);
-    cd.writeUInt32LE(offset, 42);
-    parts.push(local, name, e.data);
-    central.push(cd, name);
-    offset += local.length + name.length + e.data.length;
-  }
-  const cdBytes = Buffer.concat(central);
-  const end = Buffer.alloc(22);
-  end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cdBytes.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...parts, cdBytes, end]);
-}
 
 interface CraftArtifact {
   kind: string;
@@ -221,15 +191,8 @@ async function craftRepoZip(c: Craft): Promise<string> {
   entries.push(...(c.extraEntries ?? []));
 
   const file = scratchFile('crafted.zip');
-  if (c.raw === true || c.extraEntries !== undefined) {
-    fs.writeFileSync(file, rawZip(entries));
-    return file;
-  }
-  const out = await openAtomic(file);
-  const zip = await ZipWriter.create(out);
-  for (const e of entries) await zip.addEntry(e.name, { data: e.data });
-  await zip.finish();
-  await out.commit();
+  if (c.raw === true || c.extraEntries !== undefined) fs.writeFileSync(file, rawZip(entries));
+  else await writeZip(file, entries);
   return file;
 }
 
@@ -277,19 +240,7 @@ source = { kind = "fake", size = "4KiB" }
   });
 
   test('the same (kind, sha256) twice: the assembler refuses, and so does the verifier', async () => {
-    const dir = inputDir(
-      `system_version = "1.0.0"
-[[artifact.gimlet_sp]]
-name = "sp-a"
-version = "1.0.0"
-source = { kind = "file", path = "same.bin" }
-[[artifact.gimlet_sp]]
-name = "sp-b"
-version = "1.0.0"
-source = { kind = "file", path = "same.bin" }
-`,
-      { 'same.bin': 'the same bytes\n' },
-    );
+    const dir = sameBytesTwice();
     await assert.rejects(assembleFrom(dir, { skipAllPresent: true }), hasCode('REPO_DUPLICATE_ARTIFACT'));
 
     const zip = await craftRepoZip({ artifacts: [SP, { ...SP, name: 'sp-again' }] });
@@ -297,12 +248,7 @@ source = { kind = "file", path = "same.bin" }
   });
 
   test('missing required kinds: REPO_MISSING_KIND from the assembler and the verifier', async () => {
-    const dir = inputDir(`system_version = "1.0.0"
-[[artifact.gimlet_sp]]
-name = "sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1KiB" }
-`);
+    const dir = inputDir(SP_ONLY);
     await assert.rejects(assembleFrom(dir), hasCode('REPO_MISSING_KIND'));
     const r = await assembleFrom(dir, { skipAllPresent: true });
     await assert.rejects(verify(r.output), hasCode('REPO_MISSING_KIND'));
@@ -332,19 +278,13 @@ zones = [ { kind = "file", path = "os-zone.tar.gz" } ]
     );
     await assert.rejects(assembleFrom(composed, { skipAllPresent: true }), hasCode('REPO_ARTIFACT_CONTENT'));
 
-    // A prebuilt control-plane archive is taken as is: the verifier catches it.
+    // A prebuilt control-plane archive holding it: the assembler refuses it too (before writing),
+    // and a repository that holds it anyway (made by another tool) fails verification.
     const cp = await composite(scratchFile('cp.tar.gz'), 'control_plane', { 'zones/os-zone.tar.gz': zone });
-    const prebuilt = inputDir(
-      `system_version = "1.0.0"
-[[artifact.control_plane]]
-name = "cp"
-version = "1.0.0"
-source = { kind = "file", path = "cp.tar.gz" }
-`,
-      { 'cp.tar.gz': cp },
-    );
-    const r = await assembleFrom(prebuilt, { skipAllPresent: true });
-    await assert.rejects(verify(r.output, { skipAllPresent: true }), hasCode('REPO_ARTIFACT_CONTENT'));
+    const prebuilt = fileInput('control_plane', 'cp', 'cp.tar.gz', cp);
+    await assert.rejects(assembleFrom(prebuilt, { skipAllPresent: true }), hasCode('REPO_ARTIFACT_CONTENT'));
+    const crafted = await craftRepoZip({ artifacts: [{ kind: 'control_plane', name: 'cp', data: cp }] });
+    await assert.rejects(verify(crafted, { skipAllPresent: true }), hasCode('REPO_ARTIFACT_CONTENT'));
 
     // And with a layer zone in its place, the same archive passes.
     const layer = scratchFile('layer-zone.tar.gz');
@@ -361,17 +301,10 @@ source = { kind = "file", path = "cp.tar.gz" }
 
   test('a host archive without image/zfs.img: REPO_ARTIFACT_CONTENT', async () => {
     const host = await composite(scratchFile('host.tar.gz'), 'os', { 'image/gimlet.rom': 'rom only\n' });
-    const dir = inputDir(
-      `system_version = "1.0.0"
-[[artifact.host]]
-name = "host"
-version = "1.0.0"
-source = { kind = "file", path = "host.tar.gz" }
-`,
-      { 'host.tar.gz': host },
-    );
-    const r = await assembleFrom(dir, { skipAllPresent: true });
-    await assert.rejects(verify(r.output, { skipAllPresent: true }), hasCode('REPO_ARTIFACT_CONTENT'));
+    const dir = fileInput('host', 'host', 'host.tar.gz', host);
+    await assert.rejects(assembleFrom(dir, { skipAllPresent: true }), hasCode('REPO_ARTIFACT_CONTENT'));
+    const crafted = await craftRepoZip({ artifacts: [{ kind: 'host', name: 'host', data: host }] });
+    await assert.rejects(verify(crafted, { skipAllPresent: true }), hasCode('REPO_ARTIFACT_CONTENT'));
   });
 });
 
@@ -417,58 +350,7 @@ describe('§4 artifacts.json and the targets', () => {
 // reproducibility and failed assemblies
 
 /** Every required kind, small; the host's phase 1 is a real file (so the clock reaches its tarball). */
-const ALL_KINDS = `system_version = "3.1.0"
-[[artifact.gimlet_sp]]
-name = "gimlet-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "4KiB" }
-[[artifact.gimlet_rot]]
-name = "gimlet-rot"
-version = "1.0.0"
-source = { kind = "composite-rot", archive_a = { kind = "fake", size = "1KiB" }, archive_b = { kind = "fake", size = "1KiB" } }
-[[artifact.gimlet_rot_bootloader]]
-name = "gimlet-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1KiB" }
-[[artifact.host]]
-name = "host"
-version = "3.1.0"
-source = { kind = "composite-host", gimlet_phase_1 = "rom.bin", phase_2 = { kind = "fake", size = "8KiB" } }
-[[artifact.trampoline]]
-name = "trampoline"
-version = "3.1.0"
-source = { kind = "fake", size = "8KiB" }
-[[artifact.control_plane]]
-name = "control-plane"
-version = "3.1.0"
-[artifact.control_plane.source]
-kind = "composite-control-plane"
-zones = [ { kind = "fake", artifact_name = "nexus", file_name = "nexus.tar.gz", size = "2KiB" } ]
-[[artifact.psc_sp]]
-name = "psc-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "2KiB" }
-[[artifact.psc_rot]]
-name = "psc-rot"
-version = "1.0.0"
-source = { kind = "fake", size = "2KiB" }
-[[artifact.psc_rot_bootloader]]
-name = "psc-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1KiB" }
-[[artifact.switch_sp]]
-name = "switch-sp"
-version = "1.0.0"
-source = { kind = "fake", size = "2KiB" }
-[[artifact.switch_rot]]
-name = "switch-rot"
-version = "1.0.0"
-source = { kind = "fake", size = "2KiB" }
-[[artifact.switch_rot_bootloader]]
-name = "switch-rot-bootloader"
-version = "1.0.0"
-source = { kind = "fake", size = "1KiB" }
-`;
+const ALL_KINDS = repoVector('all-kinds.toml');
 
 describe('reproducible assembly', () => {
   test('same manifest, key and clock: byte-identical zips and .sha256.txt; another clock differs', async () => {
@@ -570,27 +452,10 @@ source = { kind = "file", path = "same.bin" }
 
   test('a failed assembly over an earlier output leaves that output as it was', async () => {
     const outDir = tempDir('slipway-upload-out-');
-    const good = inputDir(`system_version = "1.0.0"
-[[artifact.gimlet_sp]]
-name = "sp"
-version = "1.0.0"
-source = { kind = "fake", size = "1KiB" }
-`);
+    const good = inputDir(SP_ONLY);
     const r = await assembleFrom(good, { outDir, skipAllPresent: true });
     const before = { zip: fs.readFileSync(r.output), sum: fs.readFileSync(`${r.output}.sha256.txt`) };
-    const bad = inputDir(
-      `system_version = "1.0.0"
-[[artifact.gimlet_sp]]
-name = "sp-a"
-version = "1.0.0"
-source = { kind = "file", path = "same.bin" }
-[[artifact.gimlet_sp]]
-name = "sp-b"
-version = "1.0.0"
-source = { kind = "file", path = "same.bin" }
-`,
-      { 'same.bin': 'the same bytes\n' },
-    );
+    const bad = sameBytesTwice();
     await assert.rejects(
       assembleFrom(bad, { outDir, skipAllPresent: true }),
       hasCode('REPO_DUPLICATE_ARTIFACT'),
