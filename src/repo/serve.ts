@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { ZipReader, type ZipEntry } from '../archive/zip-read.js';
+import { ZipReader } from '../archive/zip-read.js';
 import { SlipwayError, fromSystemError, isSlipwayError } from '../core/errors.js';
 import { type Reporter, silentReporter } from '../core/events.js';
 import { RepoStore, repoView } from './store.js';
@@ -238,14 +238,11 @@ async function* slice(src: Readable, start: number, end: number): AsyncGenerator
   }
 }
 
-const LOCAL_HEADER_SIG = 0x04034b50;
-
 /** A repository zip: `repo/metadata/…` and `repo/targets/…`, read in place. */
 class ZipFileSource implements FileSource {
   readonly #reader: ZipReader;
   readonly #fh: fsp.FileHandle;
   readonly #mtimeMs: number;
-  readonly #dataOffsets = new Map<string, Promise<number>>();
 
   private constructor(reader: ZipReader, fh: fsp.FileHandle, mtimeMs: number) {
     this.#reader = reader;
@@ -266,26 +263,6 @@ class ZipFileSource implements FileSource {
     return new ZipFileSource(reader, fh, st.mtimeMs);
   }
 
-  /** Where a stored entry's bytes begin: after its local header (read once, checked). */
-  #dataOffset(entry: ZipEntry): Promise<number> {
-    let p = this.#dataOffsets.get(entry.name);
-    if (p === undefined) {
-      p = (async () => {
-        const at = entry.raw.relativeOffsetOfLocalHeader;
-        const h = Buffer.alloc(30);
-        const { bytesRead } = await this.#fh.read(h, 0, 30, at);
-        if (bytesRead !== 30 || h.readUInt32LE(0) !== LOCAL_HEADER_SIG) {
-          throw new SlipwayError('ZIP_INVALID', `no local header for ${entry.name}`, {
-            where: this.#reader.path,
-          });
-        }
-        return at + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
-      })();
-      this.#dataOffsets.set(entry.name, p);
-    }
-    return p;
-  }
-
   lookup(area: Area, name: string): Promise<ServedFile | undefined> {
     const entry = this.#reader.get(`repo/${area}/${name}`);
     if (entry === undefined || entry.isDirectory) return Promise.resolve(undefined);
@@ -298,8 +275,7 @@ class ZipFileSource implements FileSource {
         // a range of a stored entry is read in place; of a deflated one, skipped to.
         if (start === 0 && end === size - 1) return this.#reader.openEntry(entry);
         if (entry.method === 0 && entry.compressedSize === size) {
-          const at = await this.#dataOffset(entry);
-          return readRange(this.#fh, at + start, at + end);
+          return Readable.from(this.#reader.readStored(entry, start, end));
         }
         return Readable.from(slice(await this.#reader.openEntry(entry), start, end));
       },

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ZipReader, checkEntryPath, type ZipEntry } from '../archive/zip-read.js';
-import { sha256OfFile } from '../archive/zip-write.js';
+import { hashFileInBackground } from '../archive/hash-file.js';
 import { SlipwayError } from '../core/errors.js';
 import { type Reporter, silentReporter } from '../core/events.js';
 import {
@@ -84,7 +84,9 @@ export function checkRepoZipPaths(entries: readonly ZipEntry[], where: string): 
   }
 }
 
+/** A target's bytes: read in place when stored (its signed sha256 is checked, so no CRC-32 pass). */
 function streamEntry(reader: ZipReader, entry: ZipEntry): AsyncIterable<Buffer> {
+  if (entry.method === 0 && entry.compressedSize === entry.size) return reader.readStored(entry);
   return {
     async *[Symbol.asyncIterator]() {
       const s = await reader.openEntry(entry);
@@ -150,6 +152,8 @@ async function verifyTargetEntry(
 export async function verifyRepositoryZip(file: string, options: VerifyOptions): Promise<VerifyResult> {
   const reporter = options.reporter ?? silentReporter;
   const reader = await ZipReader.open(file);
+  // The zip's own sha256 (its identity) on another core while the targets are checked here.
+  const zipHash = options.sha256 === undefined ? hashFileInBackground(file) : undefined;
   try {
     checkRepoZipPaths(reader.entries, file);
     const readMeta: MetadataReader = async (name) => {
@@ -247,7 +251,7 @@ export async function verifyRepositoryZip(file: string, options: VerifyOptions):
         });
       }
     }
-    const sha256 = options.sha256 ?? (await sha256OfFile(file));
+    const sha256 = options.sha256 ?? (await zipHash?.result) ?? '';
     return {
       file,
       sha256,
@@ -260,6 +264,7 @@ export async function verifyRepositoryZip(file: string, options: VerifyOptions):
       artifacts,
     };
   } finally {
+    await zipHash?.cancel();
     await reader.close();
   }
 }
