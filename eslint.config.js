@@ -26,6 +26,31 @@ export default tseslint.config(
     },
   },
   {
+    // The web UI: plain browser JavaScript served as is (no build step, not in tsconfig).
+    files: ['src/server/ui/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: {
+      ...tseslint.configs.disableTypeChecked.languageOptions,
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'AbortController',
+          'CSS',
+          'IntersectionObserver',
+          'URLSearchParams',
+          'atob',
+          'document',
+          'fetch',
+          'location',
+          'performance',
+          'requestAnimationFrame',
+          'setTimeout',
+          'window',
+        ].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     files: ['**/*.mjs', 'scripts/**'],
     ...tseslint.configs.disableTypeChecked,
     languageOptions: {

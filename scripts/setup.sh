@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 debs=(pigz tar gzip libpcap-dev iproute2)
 # S3: a throwaway Ceph cluster with its RADOS Gateway (scripts/services/ceph-s3.sh).
 debs+=(ceph-mon ceph-osd radosgw ceph-common curl uuid-runtime)
+# PostgreSQL: a throwaway cluster for the metadata store (scripts/services/postgres.sh).
+debs+=(postgresql)
+# The image repository's web UI is tested in a real browser (playwright-core drives it).
+debs+=(chromium)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,6 +15,7 @@ import { PACKAGE_USAGE, packageCommand } from './package.js';
 import { PREREQ_USAGE, prereqCommand } from './prereq.js';
 import { REPO_USAGE, repoCommand } from './repo.js';
 import { RELENG_USAGE, relengCommand } from './releng.js';
+import { IMAGES_USAGE, imagesCommand } from './images.js';
 import { killProcessGroupsSync } from '../build/process.js';
 import { parallelGzipIdle } from '../archive/pgzip.js';
 import { CliReporter } from './render.js';
@@ -27,6 +28,7 @@ usage: slipway [--json] [--quiet] [--plain] [--debug] <group> <command> …
   package  build Omicron package manifests on a parallel, cached job graph; stamp; list
   prereq   prerequisite downloads pinned by version and checksum files: fetch, check
   boot     phase-2 ramdisk boot images: mkimage, lookimage
+  images   image repository (IMGAPI-compatible): serve, and a client like updates-imgadm; origin images
   releng   the whole release of DIR/releng.toml into a signed update repository, in one parallel run
   repo     signed TUF update repositories (tufaceous layout): assemble, verify, inspect, extract, serve, sign
   demo     build an example (baseline/ + layers/*) into archives and install it into a scratch root
@@ -42,6 +44,8 @@ ${BOOT_USAGE}
 ${REPO_USAGE}
 
 ${RELENG_USAGE}
+
+${IMAGES_USAGE}
 
 slipway demo [EXAMPLE_DIR] [-o OUT_DIR]`;
 
@@ -111,6 +115,9 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case 'releng':
         result = await relengCommand(rest, ctx);
+        break;
+      case 'images':
+        result = await imagesCommand(rest, ctx);
         break;
       case 'demo':
         result = await demo(rest, ctx);

@@ -124,6 +124,13 @@ export const ERROR_CODES = {
   REPO_UPLOAD_INCOMPLETE: 'input',
   /** The upload store's index.json is unreadable or inconsistent with repos/. */
   REPO_STORE_INVALID: 'failure',
+  // image repository (IMGAPI; src/images, src/cli/images.ts)
+  /** An SSH public or private key that cannot be used for HTTP Signature auth (names the file/line). */
+  IMAGES_KEY_INVALID: 'input',
+  /** The image repository answered with an error (the message has the HTTP status and `code: message`). */
+  IMAGES_API_ERROR: 'failure',
+  /** The image repository could not be reached (connection refused, DNS, TLS, timeout). */
+  IMAGES_UNREACHABLE: 'failure',
 } as const satisfies Record<string, Kind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

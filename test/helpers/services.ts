@@ -9,7 +9,8 @@ import * as path from 'node:path';
 export const START_SERVICES_HINT =
   'run the tests with `bash scripts/test.sh` (it starts the services), or start them yourself: ' +
   '`export SLIPWAY_SERVICES_DIR=$(mktemp -d) && bash scripts/services/ceph-s3.sh start "$SLIPWAY_SERVICES_DIR/ceph"` ' +
-  '(needs Debian packages ceph-mon ceph-osd radosgw ceph-common: `bash scripts/setup.sh` as root)';
+  '(needs Debian packages ceph-mon ceph-osd radosgw ceph-common: `bash scripts/setup.sh` as root); ' +
+  'PostgreSQL likewise: `bash scripts/services/postgres.sh start "$SLIPWAY_SERVICES_DIR/postgres"` (Debian package postgresql)';
 
 /** KEY=VALUE lines; blank lines and # comments ignored. */
 function readEnvFile(file: string): Record<string, string> | undefined {
@@ -40,5 +41,18 @@ export function s3Env(): Record<string, string> | undefined {
   if (dir === undefined || dir === '') return undefined;
   const env = readEnvFile(path.join(dir, 'ceph', 'env'));
   if (env?.S3_ENDPOINT === undefined || env.AWS_ACCESS_KEY_ID === undefined) return undefined;
+  return env;
+}
+
+/**
+ * The PostgreSQL service's environment (PG_URL: a role that may create
+ * databases, and its own database) from `$SLIPWAY_SERVICES_DIR/postgres/env`,
+ * or undefined when no PostgreSQL service is running.
+ */
+export function postgresEnv(): Record<string, string> | undefined {
+  const dir = process.env.SLIPWAY_SERVICES_DIR;
+  if (dir === undefined || dir === '') return undefined;
+  const env = readEnvFile(path.join(dir, 'postgres', 'env'));
+  if (env?.PG_URL === undefined) return undefined;
   return env;
 }

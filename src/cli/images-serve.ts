@@ -1,0 +1,141 @@
+/** `slipway images serve`: flags → ImagesConfig → startImagesServer, then serve until SIGINT/SIGTERM. */
+import { SlipwayError } from '../core/errors.js';
+import { parseSize } from '../core/size.js';
+import { loadImagesConfig, type ImagesConfigLayer } from '../images/config.js';
+import { startImagesServer } from '../server/imgapi-server.js';
+import { int, parse, str } from './args.js';
+import type { CliContext, CommandResult } from './context.js';
+
+export const IMAGES_SERVE_USAGE = `  serve [--port 8080] [--host 127.0.0.1] [--data DIR] [--config FILE] [--postgres URL]
+        [--s3-bucket B [--s3-endpoint URL] [--s3-prefix P] [--s3-region R]] [--auth none|signature --keys DIR]
+        [--max-file-size 20GiB] [--allow-loose-origins]`;
+
+const USAGE = `slipway images serve [--port N] [--host ADDR] [--data DIR] [--config FILE] [--postgres URL]
+       [--s3-bucket B [--s3-endpoint URL] [--s3-prefix P] [--s3-region R]] [--auth none|signature --keys DIR]
+       [--max-file-size SIZE] [--allow-loose-origins]
+Defaults: SQLite + files under --data (./slipway-images), channels experimental, dev (default), staging,
+release, support; no auth; 127.0.0.1:8080. Settings come from --config FILE, then SLIPWAY_IMAGES_* variables,
+then these flags.`;
+
+/** The flags as one configuration layer (over the file and the environment). */
+export function imagesServeFlags(values: Record<string, unknown>): ImagesConfigLayer {
+  const layer: ImagesConfigLayer = {};
+  const port = int(values.port, '--port');
+  if (port !== undefined) {
+    if (port > 65535) throw new SlipwayError('USAGE', `--port takes 0 to 65535, got ${port}`);
+    layer.port = port;
+  }
+  const host = str(values.host);
+  if (host !== undefined) layer.host = host;
+  const data = str(values.data);
+  if (data !== undefined) layer.dataDir = data;
+  const pg = str(values.postgres);
+  if (pg !== undefined) layer.metadata = { kind: 'postgres', url: pg };
+  const bucket = str(values['s3-bucket']);
+  if (bucket !== undefined) layer.blobs = { kind: 's3', bucket };
+  const s3: NonNullable<ImagesConfigLayer['s3']> = {};
+  const endpoint = str(values['s3-endpoint']);
+  const prefix = str(values['s3-prefix']);
+  const region = str(values['s3-region']);
+  if (endpoint !== undefined) s3.endpoint = endpoint;
+  if (prefix !== undefined) s3.prefix = prefix;
+  if (region !== undefined) s3.region = region;
+  if (Object.keys(s3).length > 0) layer.s3 = s3;
+  const authType = str(values.auth);
+  if (authType !== undefined && authType !== 'none' && authType !== 'signature')
+    throw new SlipwayError('USAGE', `--auth takes none or signature, got '${authType}'\nusage: ${USAGE}`);
+  const keys = str(values.keys);
+  if (authType !== undefined || keys !== undefined) {
+    layer.auth = {
+      ...(authType !== undefined ? { type: authType } : {}),
+      ...(keys !== undefined ? { keysDir: keys } : {}),
+    };
+  }
+  const max = str(values['max-file-size']);
+  if (max !== undefined) layer.maxFileSize = parseSize(max, '--max-file-size');
+  if (values['allow-loose-origins'] === true) layer.strictOrigins = false;
+  return layer;
+}
+
+/**
+ * Resolves on the first SIGINT/SIGTERM (or when `ctx.signal` aborts): the
+ * server then drains in-flight requests; a second signal stops the process.
+ */
+function untilStopped(ctx: CliContext, graceMs: number): { stopped: Promise<string>; restore: () => void } {
+  let resolveStop: (why: string) => void = () => undefined;
+  const stopped = new Promise<string>((resolve) => {
+    resolveStop = resolve;
+  });
+  const restore = ctx.onFirstInterrupt((sig) => {
+    process.stderr.write(
+      `\n${sig}: finishing in-flight requests (up to ${Math.round(graceMs / 1000)} s; again to stop at once)\n`,
+    );
+    resolveStop(sig);
+  });
+  if (ctx.signal.aborted) resolveStop('aborted');
+  else
+    ctx.signal.addEventListener(
+      'abort',
+      () => {
+        resolveStop('aborted');
+      },
+      { once: true },
+    );
+  return { stopped, restore };
+}
+
+export async function imagesServeCommand(argv: string[], ctx: CliContext): Promise<CommandResult> {
+  const { values, positionals } = parse(
+    argv,
+    {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      data: { type: 'string' },
+      config: { type: 'string' },
+      postgres: { type: 'string' },
+      's3-bucket': { type: 'string' },
+      's3-endpoint': { type: 'string' },
+      's3-prefix': { type: 'string' },
+      's3-region': { type: 'string' },
+      auth: { type: 'string' },
+      keys: { type: 'string' },
+      'max-file-size': { type: 'string' },
+      'allow-loose-origins': { type: 'boolean' },
+    },
+    USAGE,
+  );
+  if (positionals.length > 0)
+    throw new SlipwayError(
+      'USAGE',
+      `serve takes no arguments, got '${positionals.join(' ')}'\nusage: ${USAGE}`,
+    );
+  const configFile = str(values.config);
+  const { config, warnings } = loadImagesConfig({
+    ...(configFile !== undefined ? { configFile } : {}),
+    env: process.env,
+    flags: imagesServeFlags(values),
+  });
+  for (const w of warnings)
+    ctx.reporter.emit({ kind: 'log', level: 'warn', message: `${w.where}: ${w.message}` });
+
+  const stop = untilStopped(ctx, config.closeGraceMs);
+  try {
+    const server = await startImagesServer(config, { reporter: ctx.reporter });
+    const where = `${config.metadata.kind === 'sqlite' ? config.metadata.file : 'PostgreSQL'} + ${
+      config.blobs.kind === 'fs' ? config.blobs.dir : `s3://${config.blobs.bucket}`
+    }`;
+    ctx.print(
+      ctx.json
+        ? JSON.stringify({ listening: server.url, port: server.port })
+        : `serving the image repository (${where}) at ${server.url}${config.port === 0 ? ` (bound port ${server.port})` : ''}`,
+    );
+    const why = await stop.stopped;
+    await server.close();
+    return {
+      data: { url: server.url, port: server.port, stopped: why },
+      human: `stopped serving ${server.url} (${why})`,
+    };
+  } finally {
+    stop.restore();
+  }
+}
