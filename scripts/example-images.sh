@@ -12,7 +12,8 @@ mkdir -p "$data"
 sl() { node bin/slipway.js "$@"; }
 
 log="$data/serve.log"
-sl --json images serve --data "$data" --port 0 >"$log" 2>&1 &
+# Started directly (not through the sl function) so that $! is the server's own pid.
+node bin/slipway.js --json images serve --data "$data" --port 0 >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
