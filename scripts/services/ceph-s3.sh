@@ -18,39 +18,24 @@ SECRET_KEY=slipway-ci-secret-key-0123456789abcdef
 MON_ADDR=127.0.0.1:3300
 DAEMONS=(client.rgw osd.0 mon.a) # stop order: gateway first, monitor last
 
-usage() {
-  echo "usage: $0 start|stop|env DIR [PORT]" >&2
-  exit 2
-}
-[ $# -ge 2 ] || usage
-cmd=$1
-dir=$2
-port=${3:-${CEPH_S3_PORT:-7480}}
-case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
+SERVICE=ceph-s3
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+service_args "${CEPH_S3_PORT:-7480}" "$@"
 
-log() { echo "ceph-s3: $*" >&2; }
-
-# A process that exists and is not a zombie (a zombie's parent may be slow to reap it).
-alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 pid_alive() { [ -f "$1" ] && alive "$(cat "$1")"; }
 
 # SIGKILL to each daemon by its pid file, then wait until they are gone (ports free). The
 # data is throwaway (in RAM), so nothing needs a clean shutdown, which would take 2-5 s.
 stop_daemons() {
-  local name pidfile pids=() pid i alive_any
+  local name pidfile pids=() pid
   for name in "${DAEMONS[@]}"; do
     pidfile="$dir/run/$name.pid"
     pid_alive "$pidfile" || continue
     pid=$(cat "$pidfile")
     kill -9 "$pid" 2>/dev/null && pids+=("$pid")
   done
-  for ((i = 0; i < 50; i++)); do
-    alive_any=0
-    for pid in "${pids[@]}"; do if alive "$pid"; then alive_any=1; fi; done
-    [ "$alive_any" = 0 ] && return 0
-    sleep 0.1
-  done
-  log "daemons still alive after SIGKILL: ${pids[*]}"
+  wait_gone "${pids[@]}" || log "daemons still alive after SIGKILL: ${pids[*]}"
 }
 
 do_stop() {
@@ -78,16 +63,6 @@ fail() {
   done
   do_stop
   exit 1
-}
-
-# Waits up to $2 tenths of a second for the command in $1 to succeed.
-wait_for() {
-  local i
-  for ((i = 0; i < $2; i++)); do
-    if eval "$1"; then return 0; fi
-    sleep 0.1
-  done
-  return 1
 }
 
 do_start() {
@@ -204,15 +179,4 @@ EOF
   log "ready on http://127.0.0.1:$port in $((SECONDS - t0)) s ($dir)"
 }
 
-case "$cmd" in
-  start) do_start ;;
-  stop) do_stop ;;
-  env)
-    [ -f "$dir/env" ] || {
-      log "not running: no $dir/env (run: $0 start $dir)"
-      exit 1
-    }
-    sed 's/^/export /' "$dir/env"
-    ;;
-  *) usage ;;
-esac
+service_main

@@ -18,17 +18,10 @@ DB_USER=slipway
 DB_PASSWORD=slipway-ci-password
 DB_NAME=slipway
 
-usage() {
-  echo "usage: $0 start|stop|env DIR [PORT]" >&2
-  exit 2
-}
-[ $# -ge 2 ] || usage
-cmd=$1
-dir=$2
-port=${3:-${PG_PORT:-55432}}
-case "$dir" in /*) ;; *) dir="$PWD/$dir" ;; esac
-
-log() { echo "postgres: $*" >&2; }
+SERVICE=postgres
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+service_args "${PG_PORT:-55432}" "$@"
 
 # The server's binaries: Debian keeps them out of PATH, under /usr/lib/postgresql/<major>/bin.
 bindir=
@@ -47,7 +40,6 @@ as_owner() {
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-alive() { kill -0 "$1" 2>/dev/null && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
 # The postmaster's pid: the first line of its pid file.
 postmaster_pid() { [ -f "$dir/data/postmaster.pid" ] && head -n 1 "$dir/data/postmaster.pid"; }
 
@@ -62,21 +54,14 @@ running() {
 
 do_stop() {
   [ -d "$dir" ] || return 0
-  local pid i
+  local pid
   if pid=$(postmaster_pid) && [ -n "$pid" ] && alive "$pid"; then
     # SIGQUIT: immediate shutdown (the postmaster ends its backends and exits, no checkpoint).
     kill -QUIT "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      alive "$pid" || break
-      sleep 0.1
-    done
-    if alive "$pid"; then
+    if ! wait_gone "$pid"; then
       log "postmaster $pid still alive after SIGQUIT: SIGKILL"
       kill -9 "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-      done
+      wait_gone "$pid" || true
     fi
   fi
   rm -rf "$dir"
@@ -136,12 +121,7 @@ do_start() {
   as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 start -o \
     "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
     >"$dir/pg_ctl.out" 2>&1 || fail "pg_ctl start failed: $(cat "$dir/pg_ctl.out")"
-  local i
-  for ((i = 0; i < 300; i++)); do
-    ready && break
-    sleep 0.1
-  done
-  ready || fail "the server does not accept connections on 127.0.0.1:$port"
+  wait_for ready 300 || fail "the server does not accept connections on 127.0.0.1:$port"
   as_owner "$bindir/psql" -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres >"$dir/psql.out" 2>&1 <<EOF ||
 CREATE ROLE $DB_USER LOGIN CREATEDB PASSWORD '$DB_PASSWORD';
 CREATE DATABASE $DB_NAME OWNER $DB_USER;
@@ -155,15 +135,4 @@ EOF
   log "ready on 127.0.0.1:$port in $((SECONDS - t0)) s ($dir)"
 }
 
-case "$cmd" in
-  start) do_start ;;
-  stop) do_stop ;;
-  env)
-    [ -f "$dir/env" ] || {
-      log "not running: no $dir/env (run: $0 start $dir)"
-      exit 1
-    }
-    sed 's/^/export /' "$dir/env"
-    ;;
-  *) usage ;;
-esac
+service_main

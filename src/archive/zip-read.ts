@@ -73,6 +73,39 @@ export function checkEntryPath(name: string, where: string): string {
 }
 
 /** Positional 1 MiB reads over a FileHandle that we close ourselves. */
+/**
+ * Bytes `[start, end)` of an open file, streamed by positional reads (no file
+ * position: one handle may serve several streams at once); a file that ends
+ * before `end` fails the stream with `eof()`.
+ */
+export function fileRangeStream(fh: fsp.FileHandle, start: number, end: number, eof: () => Error): Readable {
+  let pos = start;
+  return new Readable({
+    highWaterMark: CHUNK,
+    read(this: Readable): void {
+      const n = Math.min(CHUNK, end - pos);
+      if (n <= 0) {
+        this.push(null);
+        return;
+      }
+      fh.read(Buffer.allocUnsafe(n), 0, n, pos).then(
+        ({ bytesRead, buffer }) => {
+          if (this.destroyed) return;
+          if (bytesRead === 0) {
+            this.destroy(eof());
+            return;
+          }
+          pos += bytesRead;
+          this.push(buffer.subarray(0, bytesRead));
+        },
+        (err: unknown) => {
+          this.destroy(err as Error);
+        },
+      );
+    },
+  });
+}
+
 class FileHandleReader extends yauzl.RandomAccessReader {
   readonly #fh: fsp.FileHandle;
   #cache: { start: number; data: Buffer } | undefined;
@@ -83,32 +116,7 @@ class FileHandleReader extends yauzl.RandomAccessReader {
   }
 
   override _readStreamForRange(start: number, end: number): Readable {
-    const fh = this.#fh;
-    let pos = start;
-    return new Readable({
-      highWaterMark: CHUNK,
-      read(this: Readable): void {
-        const n = Math.min(CHUNK, end - pos);
-        if (n <= 0) {
-          this.push(null);
-          return;
-        }
-        fh.read(Buffer.allocUnsafe(n), 0, n, pos).then(
-          ({ bytesRead, buffer }) => {
-            if (this.destroyed) return;
-            if (bytesRead === 0) {
-              this.destroy(new Error('unexpected EOF'));
-              return;
-            }
-            pos += bytesRead;
-            this.push(buffer.subarray(0, bytesRead));
-          },
-          (err: unknown) => {
-            this.destroy(err as Error);
-          },
-        );
-      },
-    });
+    return fileRangeStream(this.#fh, start, end, () => new Error('unexpected EOF'));
   }
 
   override read(

@@ -2,10 +2,10 @@
  * File digests remembered by (size, mtime, inode): a no-op rebuild stats its
  * inputs but never re-reads an unchanged large file.
  */
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../core/atomic-file.js';
+import { sha256FileSync } from '../core/digest.js';
 
 interface Entry {
   size: number;
@@ -35,19 +35,7 @@ export class DigestCache {
     const key = path.resolve(file);
     const e = this.#entries[key];
     if (e?.size === st.size && e.mtimeMs === st.mtimeMs && e.ino === st.ino) return e.sha256;
-    const hash = createHash('sha256');
-    const fd = fs.openSync(file, 'r');
-    try {
-      const buf = Buffer.allocUnsafe(1 << 20);
-      for (;;) {
-        const n = fs.readSync(fd, buf, 0, buf.length, null);
-        if (n === 0) break;
-        hash.update(buf.subarray(0, n));
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
-    const sha256 = hash.digest('hex');
+    const sha256 = sha256FileSync(file);
     this.hashed++;
     this.#entries[key] = { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, sha256 };
     this.#dirty = true;

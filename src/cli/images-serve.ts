@@ -5,6 +5,7 @@ import { loadImagesConfig, type ImagesConfigLayer } from '../images/config.js';
 import { startImagesServer } from '../server/imgapi-server.js';
 import { int, parse, str } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
+import { serveUntilStopped } from './serve.js';
 
 export const IMAGES_SERVE_USAGE = `  serve [--port 8080] [--host 127.0.0.1] [--data DIR] [--config FILE] [--postgres URL]
         [--s3-bucket B [--s3-endpoint URL] [--s3-prefix P] [--s3-region R]] [--auth none|signature --keys DIR]
@@ -57,33 +58,6 @@ export function imagesServeFlags(values: Record<string, unknown>): ImagesConfigL
   return layer;
 }
 
-/**
- * Resolves on the first SIGINT/SIGTERM (or when `ctx.signal` aborts): the
- * server then drains in-flight requests; a second signal stops the process.
- */
-function untilStopped(ctx: CliContext, graceMs: number): { stopped: Promise<string>; restore: () => void } {
-  let resolveStop: (why: string) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => {
-    resolveStop = resolve;
-  });
-  const restore = ctx.onFirstInterrupt((sig) => {
-    process.stderr.write(
-      `\n${sig}: finishing in-flight requests (up to ${Math.round(graceMs / 1000)} s; again to stop at once)\n`,
-    );
-    resolveStop(sig);
-  });
-  if (ctx.signal.aborted) resolveStop('aborted');
-  else
-    ctx.signal.addEventListener(
-      'abort',
-      () => {
-        resolveStop('aborted');
-      },
-      { once: true },
-    );
-  return { stopped, restore };
-}
-
 export async function imagesServeCommand(argv: string[], ctx: CliContext): Promise<CommandResult> {
   const { values, positionals } = parse(
     argv,
@@ -118,24 +92,13 @@ export async function imagesServeCommand(argv: string[], ctx: CliContext): Promi
   for (const w of warnings)
     ctx.reporter.emit({ kind: 'log', level: 'warn', message: `${w.where}: ${w.message}` });
 
-  const stop = untilStopped(ctx, config.closeGraceMs);
-  try {
-    const server = await startImagesServer(config, { reporter: ctx.reporter });
-    const where = `${config.metadata.kind === 'sqlite' ? config.metadata.file : 'PostgreSQL'} + ${
-      config.blobs.kind === 'fs' ? config.blobs.dir : `s3://${config.blobs.bucket}`
-    }`;
-    ctx.print(
-      ctx.json
-        ? JSON.stringify({ listening: server.url, port: server.port })
-        : `serving the image repository (${where}) at ${server.url}${config.port === 0 ? ` (bound port ${server.port})` : ''}`,
-    );
-    const why = await stop.stopped;
-    await server.close();
-    return {
-      data: { url: server.url, port: server.port, stopped: why },
-      human: `stopped serving ${server.url} (${why})`,
-    };
-  } finally {
-    stop.restore();
-  }
+  const where = `${config.metadata.kind === 'sqlite' ? config.metadata.file : 'PostgreSQL'} + ${
+    config.blobs.kind === 'fs' ? config.blobs.dir : `s3://${config.blobs.bucket}`
+  }`;
+  return serveUntilStopped(ctx, {
+    start: () => startImagesServer(config, { reporter: ctx.reporter }),
+    what: `the image repository (${where})`,
+    port: config.port,
+    graceMs: config.closeGraceMs,
+  });
 }

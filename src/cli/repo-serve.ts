@@ -5,6 +5,7 @@ import { parseSize } from '../core/size.js';
 import { CLOSE_GRACE_MS, startRepoServer } from '../repo/serve.js';
 import { int, parse, str } from './args.js';
 import type { CliContext, CommandResult } from './context.js';
+import { serveUntilStopped } from './serve.js';
 
 export const REPO_SERVE_USAGE = `  serve ZIP|DIR [--port 8080] [--host 127.0.0.1] [--tls-cert PEM --tls-key PEM]
   serve --accept-uploads STORE_DIR [--root TRUSTED_ROOT.json] [--max-upload 16GiB] [--port …] [--host …] [TLS flags]`;
@@ -20,34 +21,6 @@ function readFlagFile(file: string, flag: string): Buffer {
       where: file,
     });
   }
-}
-
-/**
- * Resolves on the first SIGINT/SIGTERM (or when `ctx.signal` aborts): the
- * server then drains in-flight requests; a second signal stops the process
- * the usual way (src/cli/main.ts).
- */
-function untilStopped(ctx: CliContext): { stopped: Promise<string>; restore: () => void } {
-  let resolveStop: (why: string) => void = () => undefined;
-  const stopped = new Promise<string>((resolve) => {
-    resolveStop = resolve;
-  });
-  const restore = ctx.onFirstInterrupt((sig) => {
-    process.stderr.write(
-      `\n${sig}: finishing in-flight requests (up to ${CLOSE_GRACE_MS / 1000} s; again to stop at once)\n`,
-    );
-    resolveStop(sig);
-  });
-  if (ctx.signal.aborted) resolveStop('aborted');
-  else
-    ctx.signal.addEventListener(
-      'abort',
-      () => {
-        resolveStop('aborted');
-      },
-      { once: true },
-    );
-  return { stopped, restore };
 }
 
 export async function repoServeCommand(argv: string[], ctx: CliContext): Promise<CommandResult> {
@@ -89,30 +62,19 @@ export async function repoServeCommand(argv: string[], ctx: CliContext): Promise
   const maxUploadText = str(values['max-upload']);
   const maxUpload = maxUploadText !== undefined ? parseSize(maxUploadText, '--max-upload') : undefined;
 
-  const stop = untilStopped(ctx);
-  try {
-    const server = await startRepoServer({
-      ...(store !== undefined ? { store } : { source: source ?? '' }),
-      host,
-      port,
-      reporter: ctx.reporter,
-      ...(tls !== undefined ? { tls } : {}),
-      ...(trustedRoot !== undefined ? { trustedRoot } : {}),
-      ...(maxUpload !== undefined ? { maxUpload } : {}),
-    });
-    const what = store !== undefined ? `uploads into ${store}` : (source ?? '');
-    ctx.print(
-      ctx.json
-        ? JSON.stringify({ listening: server.url, port: server.port })
-        : `serving ${what} at ${server.url}${port === 0 ? ` (bound port ${server.port})` : ''}`,
-    );
-    const why = await stop.stopped;
-    await server.close();
-    return {
-      data: { url: server.url, port: server.port, stopped: why },
-      human: `stopped serving ${server.url} (${why})`,
-    };
-  } finally {
-    stop.restore();
-  }
+  return serveUntilStopped(ctx, {
+    start: () =>
+      startRepoServer({
+        ...(store !== undefined ? { store } : { source: source ?? '' }),
+        host,
+        port,
+        reporter: ctx.reporter,
+        ...(tls !== undefined ? { tls } : {}),
+        ...(trustedRoot !== undefined ? { trustedRoot } : {}),
+        ...(maxUpload !== undefined ? { maxUpload } : {}),
+      }),
+    what: store !== undefined ? `uploads into ${store}` : (source ?? ''),
+    port,
+    graceMs: CLOSE_GRACE_MS,
+  });
 }

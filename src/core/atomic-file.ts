@@ -17,8 +17,8 @@ function tempNameFor(target: string): string {
   );
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  // Makes the rename itself durable; some filesystems refuse to open a dir for this.
+/** Makes renames into `dir` durable (best effort: some filesystems refuse to open a directory for this). */
+export async function fsyncDir(dir: string): Promise<void> {
   try {
     const fd = await fsp.open(dir, 'r');
     try {

@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { Transform, type TransformCallback } from 'node:stream';
 
 export type DigestAlgorithm = 'sha256' | 'sha1' | 'md5';
@@ -65,4 +66,21 @@ export class DigestStream extends Transform {
 
 export function sha256Hex(data: Uint8Array | string): string {
   return createHash('sha256').update(data).digest('hex');
+}
+
+/** sha256 of a whole file, read synchronously in 1 MiB pieces (on a worker thread, or where blocking is fine). */
+export function sha256FileSync(file: string): string {
+  const hash = createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      hash.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest('hex');
 }

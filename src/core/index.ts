@@ -4,3 +4,4 @@ export * from './canonical-json.js';
 export * from './size.js';
 export * from './atomic-file.js';
 export * from './events.js';
+export * from './http-server.js';

@@ -481,23 +481,15 @@ export interface ValidateOptions {
   current?: ImageManifest;
 }
 
-/** Keys CreateImage takes (the reference's Image.create); zvol fields only with `type: zvol`. */
-const CREATE_KEYS = [
-  'v',
-  'owner',
-  'name',
-  'version',
+/**
+ * The optional fields an image's author sets when creating it and may change
+ * or remove with UpdateImage (the zvol fields besides, on a zvol image).
+ */
+const AUTHORED_FIELDS = [
   'description',
   'homepage',
   'eula',
-  'icon',
-  'type',
-  'os',
-  'origin',
-  'public',
-  'disabled',
   'acl',
-  'error',
   'requirements',
   'users',
   'billing_tags',
@@ -505,6 +497,22 @@ const CREATE_KEYS = [
   'tags',
   'generate_passwords',
   'inherited_directories',
+] as const;
+
+/** Keys CreateImage takes (the reference's Image.create); zvol fields only with `type: zvol`. */
+const CREATE_KEYS = [
+  'v',
+  'owner',
+  'name',
+  'version',
+  'icon',
+  'type',
+  'os',
+  'origin',
+  'public',
+  'disabled',
+  'error',
+  ...AUTHORED_FIELDS,
   // Replaced by the request's channel, and tolerated because clients resend what the server sent.
   'channels',
   'files',
@@ -516,28 +524,13 @@ const IMPORT_KEYS = [...CREATE_KEYS, 'uuid', 'published_at', 'state', 'activated
 export const UPDATABLE_FIELDS = [
   'name',
   'version',
-  'description',
-  'homepage',
-  'eula',
   'public',
   'os',
-  'acl',
-  'requirements',
-  'users',
-  'billing_tags',
-  'traits',
-  'tags',
-  'generate_passwords',
-  'inherited_directories',
-  'nic_driver',
-  'disk_driver',
-  'cpu_type',
-  'image_size',
+  ...AUTHORED_FIELDS,
+  ...ZVOL_FIELDS,
 ] as const;
 /** Fields an update may remove by sending `null`. */
-const REMOVABLE_FIELDS: readonly string[] = UPDATABLE_FIELDS.filter(
-  (f) => f !== 'name' && f !== 'version' && f !== 'public' && f !== 'os',
-);
+const REMOVABLE_FIELDS: readonly string[] = [...AUTHORED_FIELDS, ...ZVOL_FIELDS];
 
 function typeName(v: unknown): string {
   if (v === null) return 'null';
@@ -618,30 +611,31 @@ class Checker {
     return this.fail(field, `"${field}" must be an object, found ${typeName(v)}`);
   }
 
-  name(v: unknown): string | undefined {
-    const s = this.string('name', v);
+  /** An image's name or version: a string of at most `max` characters from `re`'s set (`allowed` besides alphanumerics). */
+  #label(
+    field: 'name' | 'version',
+    v: unknown,
+    max: number,
+    re: RegExp,
+    allowed: string,
+  ): string | undefined {
+    const s = this.string(field, v);
     if (s === undefined) return undefined;
-    if (s.length > MAX_NAME_LENGTH)
-      return this.fail('name', `image name is too long, max ${MAX_NAME_LENGTH} characters`);
-    if (!NAME_RE.test(s))
+    if (s.length > max) return this.fail(field, `image ${field} is too long, max ${max} characters`);
+    if (!re.test(s))
       return this.fail(
-        'name',
-        'image name has invalid characters (only alpha-numeric characters and " ", ".", "-", "_" and "/" are allowed)',
+        field,
+        `image ${field} has invalid characters (only alpha-numeric characters and ${allowed} are allowed)`,
       );
     return s;
   }
 
+  name(v: unknown): string | undefined {
+    return this.#label('name', v, MAX_NAME_LENGTH, NAME_RE, '" ", ".", "-", "_" and "/"');
+  }
+
   version(v: unknown): string | undefined {
-    const s = this.string('version', v);
-    if (s === undefined) return undefined;
-    if (s.length > MAX_VERSION_LENGTH)
-      return this.fail('version', `image version is too long, max ${MAX_VERSION_LENGTH} characters`);
-    if (!VERSION_RE.test(s))
-      return this.fail(
-        'version',
-        'image version has invalid characters (only alpha-numeric characters and ".", "-", "_", "/" and "+" are allowed)',
-      );
-    return s;
+    return this.#label('version', v, MAX_VERSION_LENGTH, VERSION_RE, '".", "-", "_", "/" and "+"');
   }
 
   publishedAt(v: unknown): string | undefined {

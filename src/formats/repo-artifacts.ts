@@ -52,6 +52,12 @@ export interface ArtifactEntry {
   target: string;
 }
 
+/** An artifact with its target's sha256 and size: what assemble writes, verify finds and the upload store keeps. */
+export interface HashedArtifact extends ArtifactEntry {
+  sha256: string;
+  size: number;
+}
+
 export interface ArtifactsDocument {
   system_version: string;
   artifacts: ArtifactEntry[];

@@ -25,6 +25,7 @@ import {
   encodeInstallinatorDocument,
   installinatorFileName,
   type ArtifactEntry,
+  type HashedArtifact,
   type InstallinatorDocument,
 } from '../formats/repo-artifacts.js';
 import {
@@ -66,14 +67,7 @@ export interface AssembleOptions {
   signal?: AbortSignal;
 }
 
-export interface AssembledArtifact {
-  kind: string;
-  name: string;
-  version: string;
-  target: string;
-  sha256: string;
-  size: number;
-}
+export type AssembledArtifact = HashedArtifact;
 
 export interface AssembleResult {
   output: string;

@@ -5,21 +5,22 @@
  * uploads (Omicron's `PUT /v1/system/update/repository`) that serves every
  * stored repository under `/v1/system/update/repository/<version>/`.
  *
- * The HTTP layer is thin: path decoding, routing, range and conditional
- * rules are small pure functions (exported for tests); files come from a
- * `FileSource`; the upload logic lives in store.ts.
+ * The HTTP layer is thin: path decoding and routing are small pure
+ * functions (exported for tests), range and conditional rules those of
+ * formats/http.ts, the node:http plumbing core/http-server.ts; files come
+ * from a `FileSource`; the upload logic lives in store.ts.
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { ZipReader } from '../archive/zip-read.js';
+import { ZipReader, fileRangeStream } from '../archive/zip-read.js';
 import { SlipwayError, fromSystemError, isSlipwayError } from '../core/errors.js';
 import { type Reporter, silentReporter } from '../core/events.js';
+import { drainHttpServer, listenHttp, streamResponse } from '../core/http-server.js';
+import { etagMatches, hostForUrl, parseRange, requestLogLine } from '../formats/http.js';
 import { RepoStore, repoView } from './store.js';
 
 // ---------------------------------------------------------------------------
@@ -34,12 +35,6 @@ export type Route =
   | { kind: 'repo'; version: string }
   | { kind: 'upload' }
   | { kind: 'none' };
-
-export type RangeResult =
-  | { kind: 'whole' }
-  /** Inclusive byte positions. */
-  | { kind: 'partial'; start: number; end: number }
-  | { kind: 'unsatisfiable' };
 
 const MAX_NAME = 255;
 
@@ -107,45 +102,10 @@ export function methodsFor(route: Route): readonly string[] {
   }
 }
 
-/**
- * An HTTP `Range` header (RFC 9110 §14) against a representation of `size`
- * bytes. Only one range is served: several, another unit, or bad syntax
- * mean the whole thing (a server may ignore Range); a range that starts
- * past the end, or an empty suffix, is unsatisfiable.
- */
-export function parseRange(header: string | undefined, size: number): RangeResult {
-  if (header === undefined) return { kind: 'whole' };
-  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
-  if (m === null) return { kind: 'whole' };
-  const [, first = '', last = ''] = m;
-  if (first === '' && last === '') return { kind: 'whole' };
-  if (first === '') {
-    const n = Number(last);
-    if (n === 0 || size === 0) return { kind: 'unsatisfiable' };
-    return { kind: 'partial', start: Math.max(0, size - n), end: size - 1 };
-  }
-  const start = Number(first);
-  if (last !== '' && Number(last) < start) return { kind: 'whole' };
-  if (start >= size) return { kind: 'unsatisfiable' };
-  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
-  return { kind: 'partial', start, end };
-}
-
 /** The sha256 of a hash-prefixed name (`<sha256>.<target>`), else size and mtime. */
 export function etagFor(name: string, size: number, mtimeMs: number): string {
   const m = /^([0-9a-f]{64})\./.exec(name);
   return m?.[1] !== undefined ? `"${m[1]}"` : `"${size.toString(16)}-${Math.trunc(mtimeMs).toString(16)}"`;
-}
-
-function etagList(header: string): string[] {
-  return header.split(',').map((t) => t.trim().replace(/^W\//, ''));
-}
-
-/** `If-None-Match` naming our ETag (or `*`): answer 304. */
-export function notModified(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (ifNoneMatch === undefined) return false;
-  const tags = etagList(ifNoneMatch);
-  return tags.includes('*') || tags.includes(etag);
 }
 
 /** `If-Range` with another validator: ignore Range and send everything. */
@@ -189,37 +149,6 @@ interface ServedFile {
 interface FileSource {
   lookup(area: Area, name: string): Promise<ServedFile | undefined>;
   close(): Promise<void>;
-}
-
-const CHUNK = 1 << 20;
-
-/** Positional reads of `[start, end]` from an open file (shared handles are safe: no file position). */
-function readRange(fh: fsp.FileHandle, start: number, end: number): Readable {
-  let pos = start;
-  return new Readable({
-    highWaterMark: CHUNK,
-    read(this: Readable): void {
-      const n = Math.min(CHUNK, end + 1 - pos);
-      if (n <= 0) {
-        this.push(null);
-        return;
-      }
-      fh.read(Buffer.allocUnsafe(n), 0, n, pos).then(
-        ({ bytesRead, buffer }) => {
-          if (this.destroyed) return;
-          if (bytesRead === 0) {
-            this.destroy(new SlipwayError('IO', 'the file ended early'));
-            return;
-          }
-          pos += bytesRead;
-          this.push(buffer.subarray(0, bytesRead));
-        },
-        (err: unknown) => {
-          this.destroy(err as Error);
-        },
-      );
-    },
-  });
 }
 
 /** Bytes `start..end` (inclusive) of a stream that begins at byte 0. */
@@ -341,7 +270,10 @@ class DirFileSource implements FileSource {
       return {
         size: st.size,
         etag: etagFor(name, st.size, st.mtimeMs),
-        open: (start, end) => Promise.resolve(readRange(fh, start, end)),
+        open: (start, end) =>
+          Promise.resolve(
+            fileRangeStream(fh, start, end + 1, () => new SlipwayError('IO', 'the file ended early')),
+          ),
         release: () => fh.close().catch(() => undefined),
       };
     } catch {
@@ -449,7 +381,8 @@ async function sendFile(x: Exchange, file: ServedFile, area: Area): Promise<void
     ETag: file.etag,
     'Content-Type': contentTypeFor(area),
   };
-  if (notModified(req.headers['if-none-match'], file.etag)) {
+  // `If-None-Match` naming our ETag (or `*`): 304.
+  if (etagMatches(req.headers['if-none-match'], file.etag)) {
     res.writeHead(304, headers);
     res.end();
     return;
@@ -475,23 +408,9 @@ async function sendFile(x: Exchange, file: ServedFile, area: Area): Promise<void
     res.end();
     return;
   }
-  const src = await file.open(start, end);
-  const counted = async function* (s: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    for await (const c of s) {
-      x.bytes += c.length;
-      yield c;
-    }
-  };
-  try {
-    await pipeline(src, counted, res);
-  } catch {
-    // The client went away, or the source failed mid-body: the response is cut short, nothing else to do.
-    res.destroy();
-  }
-}
-
-function hostForUrl(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
+  await streamResponse(await file.open(start, end), res, (n) => {
+    x.bytes += n;
+  });
 }
 
 /** Starts serving; resolves once listening. */
@@ -616,20 +535,17 @@ export async function startRepoServer(options: RepoServerOptions): Promise<RepoS
       })
       .finally(() => {
         inflight.delete(p);
-        const ms = Number((process.hrtime.bigint() - started) / 1_000_000n);
-        const status = res.headersSent ? res.statusCode : 0;
-        // One logfmt line per request.
-        const fields = [
-          `method=${req.method ?? '-'}`,
-          `path=${JSON.stringify(req.url ?? '')}`,
-          `status=${status}`,
-          ...(res.writableFinished ? [] : ['incomplete=true']),
-          ...(x.error !== undefined ? [`error=${x.error}`] : []),
-          `bytes=${x.bytes}`,
-          ...(x.received > 0 ? [`received=${x.received}`] : []),
-          `ms=${ms}`,
-        ];
-        reporter.emit({ kind: 'log', level: 'info', message: `http ${fields.join(' ')}` });
+        const message = requestLogLine({
+          method: req.method,
+          path: req.url,
+          status: res.headersSent ? res.statusCode : 0,
+          incomplete: !res.writableFinished,
+          ...(x.error !== undefined ? { error: x.error } : {}),
+          bytes: x.bytes,
+          received: x.received,
+          ms: Number((process.hrtime.bigint() - started) / 1_000_000n),
+        });
+        reporter.emit({ kind: 'log', level: 'info', message });
       });
     inflight.add(p);
   };
@@ -656,26 +572,13 @@ export async function startRepoServer(options: RepoServerOptions): Promise<RepoS
     stored.clear();
   };
 
+  let port: number;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(options.port, options.host, () => {
-        server.removeListener('error', reject);
-        resolve();
-      });
-    });
+    port = await listenHttp(server, options.host, options.port);
   } catch (err) {
     await closeSources();
-    const e = err as NodeJS.ErrnoException;
-    throw new SlipwayError(
-      e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL'
-        ? 'INVALID_ARGUMENT'
-        : 'IO',
-      `cannot listen on ${options.host}:${options.port}: ${e.message}`,
-      { cause: err },
-    );
+    throw err;
   }
-  const port = (server.address() as AddressInfo).port;
   const url = `${options.tls !== undefined ? 'https' : 'http'}://${hostForUrl(options.host)}:${port}`;
 
   const graceMs = options.closeGraceMs ?? CLOSE_GRACE_MS;
@@ -683,28 +586,16 @@ export async function startRepoServer(options: RepoServerOptions): Promise<RepoS
   const close = (): Promise<void> => {
     closed ??= (async () => {
       closing = true;
-      const done = new Promise<void>((resolve) =>
-        server.close(() => {
-          resolve();
-        }),
-      );
-      server.closeIdleConnections();
-      const timer = setTimeout(() => {
-        shutdown.abort();
-        server.closeAllConnections();
-      }, graceMs);
-      try {
-        await done;
-        // Uploads whose connection is gone still clean up their temp files; an upload
-        // deep in verifying one large target notices the abort late: waited for, within bounds
-        // (its temp file is removed when it stops, or on the next start).
-        const bound = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
-        while (inflight.size > 0) {
-          if ((await Promise.race([Promise.allSettled([...inflight]), bound])) === undefined) break;
-        }
-      } finally {
-        clearTimeout(timer);
-      }
+      // Uploads whose connection is gone still clean up their temp files; an upload
+      // deep in verifying one large target notices the abort late: waited for, within bounds
+      // (its temp file is removed when it stops, or on the next start).
+      await drainHttpServer(server, {
+        graceMs,
+        inflight,
+        onGraceExpired: () => {
+          shutdown.abort();
+        },
+      });
       await closeSources();
     })();
     return closed;

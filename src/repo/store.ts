@@ -13,9 +13,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { writeFileAtomic } from '../core/atomic-file.js';
+import { fsyncDir, writeFileAtomic } from '../core/atomic-file.js';
 import { SlipwayError, fromSystemError } from '../core/errors.js';
 import { type Reporter, silentReporter, warn } from '../core/events.js';
+import type { HashedArtifact } from '../formats/repo-artifacts.js';
 import { verifyRepositoryZip } from './verify.js';
 
 export const DEFAULT_MAX_UPLOAD = 16 * 1024 ** 3;
@@ -24,14 +25,7 @@ const MAX_FILE_NAME = 1024;
 /** Body chunks are gathered up to this size before one write. */
 const WRITE_BATCH = 1 << 20;
 
-export interface StoredArtifact {
-  kind: string;
-  name: string;
-  version: string;
-  target: string;
-  sha256: string;
-  size: number;
-}
+export type StoredArtifact = HashedArtifact;
 
 /** One line of index.json. */
 export interface StoredRepo {
@@ -235,19 +229,6 @@ export interface UploadOptions {
   signal?: AbortSignal;
   /** Called once the body is on disk (e.g. to lift an idle timeout while verifying). */
   onReceived?: (bytes: number) => void;
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const fh = await fsp.open(dir, 'r');
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } catch {
-    /* best effort: some filesystems refuse */
-  }
 }
 
 export class RepoStore {

@@ -17,6 +17,7 @@ import {
   SINGLE_KINDS,
   isArtifactKind,
   parseArtifactsDocument,
+  type HashedArtifact,
 } from '../formats/repo-artifacts.js';
 import {
   earliestExpiry,
@@ -42,13 +43,7 @@ export interface VerifyOptions {
   sha256?: string;
 }
 
-export interface VerifiedArtifact {
-  kind: string;
-  name: string;
-  version: string;
-  target: string;
-  sha256: string;
-  size: number;
+export interface VerifiedArtifact extends HashedArtifact {
   /** Zones of a control-plane artifact: pkg and version of each. */
   zones?: { file: string; pkg: string; version: string }[];
 }

@@ -8,11 +8,11 @@
 import { createHash, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { SlipwayError } from '../core/errors.js';
 import { silentReporter, warn, type Reporter } from '../core/events.js';
+import { drainHttpServer, listenHttp, streamResponse } from '../core/http-server.js';
+import { etagMatches, hostForUrl, parseRange, requestLogLine } from '../formats/http.js';
 import { ImgapiError, type StoredImage } from '../formats/imgapi-types.js';
 import { errorBody, isUuid, negotiateApiVersion, prettyJson, serializeManifest } from '../formats/imgapi.js';
 import type { ImagesConfig } from '../images/config.js';
@@ -115,39 +115,6 @@ function routeOf(segments: string[]): Route | undefined {
   return undefined;
 }
 
-/** One `bytes=` range of a file of `size` bytes; multiple or malformed ranges are ignored (whole file). */
-export function parseRange(
-  header: string | undefined,
-  size: number,
-): { kind: 'whole' } | { kind: 'partial'; start: number; end: number } | { kind: 'unsatisfiable' } {
-  if (header === undefined) return { kind: 'whole' };
-  const m = /^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(header);
-  if (m === null) return { kind: 'whole' };
-  const [, first = '', last = ''] = m;
-  if (first === '' && last === '') return { kind: 'whole' };
-  if (first === '') {
-    const n = Number(last);
-    if (n === 0 || size === 0) return { kind: 'unsatisfiable' };
-    return { kind: 'partial', start: Math.max(0, size - n), end: size - 1 };
-  }
-  const start = Number(first);
-  const end = last === '' ? size - 1 : Math.min(Number(last), size - 1);
-  if (!Number.isSafeInteger(start) || start >= size) return { kind: 'unsatisfiable' };
-  if (end < start) return { kind: 'whole' };
-  return { kind: 'partial', start, end };
-}
-
-function etagMatches(header: string | undefined, etag: string): boolean {
-  if (header === undefined) return false;
-  return header.split(',').some((t) => {
-    const tag = t
-      .trim()
-      .replace(/^W\//, '')
-      .replace(/^"(.*)"$/, '$1');
-    return tag === '*' || tag === etag;
-  });
-}
-
 /** If-None-Match (or, without it, If-Modified-Since) says the client's copy is current. */
 function notModified(req: http.IncomingMessage, etag: string, lastModified: Date): boolean {
   const inm = header(req, 'if-none-match');
@@ -195,10 +162,6 @@ function header(req: http.IncomingMessage, name: string): string | undefined {
 function contentLengthOf(req: http.IncomingMessage): number | undefined {
   const v = header(req, 'content-length');
   return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
-}
-
-function hostForUrl(host: string): string {
-  return host.includes(':') ? `[${host}]` : host;
 }
 
 /** Starts the image repository server; resolves once it listens. */
@@ -380,22 +343,6 @@ export async function startImagesServer(
     x.user = user;
   };
 
-  const serveBody = async (x: Exchange, body: Readable): Promise<void> => {
-    const count = async function* (s: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-      for await (const c of s) {
-        x.bytes += c.length;
-        yield c;
-      }
-    };
-    try {
-      await pipeline(body, count, x.res);
-    } catch {
-      // The client left, or the store failed mid-body: the response is cut short.
-      body.destroy();
-      x.res.destroy();
-    }
-  };
-
   /** Decides 304 / 416 / 206 / 200 for a file of `size` bytes; returns what to open. */
   const fileDecision = (
     x: Exchange,
@@ -458,7 +405,9 @@ export async function startImagesServer(
       return;
     }
     x.res.writeHead(decided.status, { ...baseHeaders(x), ...headers });
-    await serveBody(x, body);
+    await streamResponse(body, x.res, (n) => {
+      x.bytes += n;
+    });
   };
 
   const handle = async (x: Exchange): Promise<void> => {
@@ -621,22 +570,20 @@ export async function startImagesServer(
       .finally(() => {
         inflight.delete(p);
         if (current.get(req.socket) === x) current.delete(req.socket);
-        const ms = Number((process.hrtime.bigint() - started) / 1_000_000n);
-        const status = x.answeredOutside?.status ?? (res.headersSent ? res.statusCode : 0);
-        const fields = [
-          `method=${req.method ?? '-'}`,
-          `path=${JSON.stringify(req.url ?? '')}`,
-          `status=${status}`,
-          ...(x.route !== undefined ? [`route=${x.route}`] : []),
-          ...(x.action !== undefined ? [`action=${JSON.stringify(x.action)}`] : []),
-          ...(x.error !== undefined ? [`error=${x.error}`] : []),
-          `bytes=${x.bytes}`,
-          ...(x.received > 0 ? [`received=${x.received}`] : []),
-          `ms=${ms}`,
-          `user=${x.user ?? '-'}`,
-          `id=${x.id}`,
-        ];
-        reporter.emit({ kind: 'log', level: 'info', message: `http ${fields.join(' ')}` });
+        const message = requestLogLine({
+          method: req.method,
+          path: req.url,
+          status: x.answeredOutside?.status ?? (res.headersSent ? res.statusCode : 0),
+          ...(x.route !== undefined ? { route: x.route } : {}),
+          ...(x.action !== undefined ? { action: x.action } : {}),
+          ...(x.error !== undefined ? { error: x.error } : {}),
+          bytes: x.bytes,
+          received: x.received,
+          ms: Number((process.hrtime.bigint() - started) / 1_000_000n),
+          user: x.user ?? '-',
+          id: x.id,
+        });
+        reporter.emit({ kind: 'log', level: 'info', message });
       });
     inflight.add(p);
   };
@@ -687,57 +634,28 @@ export async function startImagesServer(
     else answer(400, 'BadRequest', `malformed HTTP request: ${err.message}`);
   });
 
+  let port: number;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.port, config.host, () => {
-        server.removeListener('error', reject);
-        resolve();
-      });
-    });
+    port = await listenHttp(server, config.host, config.port);
   } catch (err) {
     await closeStores();
-    const e = err as NodeJS.ErrnoException;
-    throw new SlipwayError(
-      e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL'
-        ? 'INVALID_ARGUMENT'
-        : 'IO',
-      `cannot listen on ${config.host}:${config.port}: ${e.message}`,
-      { cause: err },
-    );
+    throw err;
   }
-  const port = (server.address() as AddressInfo).port;
   const url = `http://${hostForUrl(config.host)}:${port}`;
 
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closed ??= (async () => {
       closing = true;
-      const graceMs = config.closeGraceMs;
-      const done = new Promise<void>((resolve) =>
-        server.close(() => {
-          resolve();
-        }),
-      );
-      server.closeIdleConnections();
-      const timer = setTimeout(() => {
-        shutdown.abort(new ImgapiError(503, 'ServiceUnavailable', 'the server is shutting down'));
-        server.closeAllConnections();
-      }, graceMs);
-      // Connections that go idle after their last in-flight request close as they do.
-      const idle = setInterval(() => {
-        server.closeIdleConnections();
-      }, 100);
-      try {
-        await done;
-        const bound = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
-        while (inflight.size > 0) {
-          if ((await Promise.race([Promise.allSettled([...inflight]), bound])) === undefined) break;
-        }
-      } finally {
-        clearTimeout(timer);
-        clearInterval(idle);
-      }
+      await drainHttpServer(server, {
+        graceMs: config.closeGraceMs,
+        inflight,
+        onGraceExpired: () => {
+          shutdown.abort(new ImgapiError(503, 'ServiceUnavailable', 'the server is shutting down'));
+        },
+        // Connections that go idle after their last in-flight request close as they do.
+        closeIdleEveryMs: 100,
+      });
       await closeStores();
     })();
     return closed;

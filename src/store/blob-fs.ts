@@ -1,42 +1,22 @@
 /**
  * Blobs as files under one directory (the default store): key `a/b/c` is the
- * file `DIR/a/b/c`. A put streams into a temp file created with O_EXCL next
- * to its target, hashes and counts the bytes on the way, fsyncs and renames:
- * readers see the old object or the whole new one, never part of one, and a
- * failed put leaves no temp file behind.
+ * file `DIR/a/b/c`. A put streams into an atomic file (core/atomic-file.ts:
+ * a temp file created with O_EXCL next to its target, fsynced and renamed),
+ * hashing and counting the bytes on the way: readers see the old object or
+ * the whole new one, never part of one, and a failed put leaves no temp file
+ * behind. Temp files start with '.', which keys never do, so a temp name
+ * never shadows a key.
  */
-import { randomBytes } from 'node:crypto';
-import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
+import { openAtomic } from '../core/atomic-file.js';
 import { fromSystemError, SlipwayError } from '../core/errors.js';
 import { abortError, aborted, checkBlobKey, meterBody } from './blob-common.js';
 import type { BlobPutResult, BlobStore } from './types.js';
 
 export interface FsBlobStoreOptions {
   dir: string;
-}
-
-/** Temp files start with '.', which keys never do, so a temp name never shadows a key. */
-function tempPathFor(target: string): string {
-  return path.join(
-    path.dirname(target),
-    `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`,
-  );
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  try {
-    const fd = await fsp.open(dir, 'r');
-    try {
-      await fd.sync();
-    } finally {
-      await fd.close();
-    }
-  } catch {
-    /* best effort: some filesystems refuse to fsync a directory */
-  }
 }
 
 function isNotFound(err: unknown): boolean {
@@ -82,14 +62,7 @@ export class FsBlobStore implements BlobStore {
     } catch (err) {
       throw fromSystemError(err, 'cannot create the directory of', target);
     }
-    const temp = tempPathFor(target);
-    let fd: fsp.FileHandle;
-    try {
-      fd = await fsp.open(temp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
-    } catch (err) {
-      throw fromSystemError(err, 'cannot create a temp file in', path.dirname(target));
-    }
-    let closed = false;
+    const out = await openAtomic(target);
     const meter = meterBody(body, {
       key,
       maxBytes: options.maxBytes,
@@ -97,25 +70,14 @@ export class FsBlobStore implements BlobStore {
       signal,
     });
     try {
-      for await (const chunk of meter as AsyncIterable<Buffer>) {
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await fd.write(chunk, off, chunk.length - off);
-          off += bytesWritten;
-        }
-      }
+      for await (const chunk of meter as AsyncIterable<Buffer>) await out.write(chunk);
       // An abort that lands after the last chunk still cancels the put.
       if (aborted(signal)) throw abortError(signal);
       const result = meter.result();
-      await fd.sync();
-      closed = true;
-      await fd.close();
-      await fsp.rename(temp, target);
-      await fsyncDir(path.dirname(target));
+      await out.commit();
       return result;
     } catch (err) {
-      if (!closed) await fd.close().catch(() => undefined);
-      await fsp.rm(temp, { force: true }).catch(() => undefined);
+      await out.abort().catch(() => undefined);
       meter.destroy();
       // The body's own failure (a check, the source's error, the abort) as it is; else the disk's.
       if (meter.errored !== null) throw meter.errored;

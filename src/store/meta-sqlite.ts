@@ -94,6 +94,20 @@ function listValues(c: ImageColumns): Params {
   ];
 }
 
+/** An image row's values after its uuid, in the column order of the insert and the update. */
+function imageValues(c: ImageColumns): Params {
+  return [
+    c.published_at,
+    ...listValues(c),
+    c.origin,
+    c.manifest,
+    c.file_key,
+    c.file_md5,
+    c.icon_key,
+    c.icon_content_type,
+  ];
+}
+
 /** Rows per write transaction in createMany (other writers get a turn in between). */
 const BULK_BATCH = 5000;
 
@@ -216,17 +230,7 @@ export class SqliteMetadataStore implements MetadataStore {
 
   #insertOne(image: StoredImage): boolean {
     const c = imageColumns(image);
-    const info = this.#insertImage.run(
-      c.uuid,
-      c.published_at,
-      ...listValues(c),
-      c.origin,
-      c.manifest,
-      c.file_key,
-      c.file_md5,
-      c.icon_key,
-      c.icon_content_type,
-    );
+    const info = this.#insertImage.run(c.uuid, ...imageValues(c));
     if (info.changes === 0) return false;
     this.#insertChildren(c, image);
     return true;
@@ -269,18 +273,7 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#run(`update image ${image.manifest.uuid}`, () => {
       const run = this.#db.transaction((): boolean => {
         const c = imageColumns(image);
-        const info = this.#updateImage.run(
-          c.published_at,
-          ...listValues(c),
-          c.origin,
-          c.manifest,
-          c.file_key,
-          c.file_md5,
-          c.icon_key,
-          c.icon_content_type,
-          c.uuid,
-          expectedRevision,
-        );
+        const info = this.#updateImage.run(...imageValues(c), c.uuid, expectedRevision);
         if (info.changes === 0) return false;
         this.#deleteChannels.run(c.uuid);
         this.#deleteTags.run(c.uuid);

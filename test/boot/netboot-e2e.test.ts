@@ -69,48 +69,19 @@ test('boot serve and boot fetch move a 64 MiB image over raw Ethernet between tw
         resolve(c);
       });
     });
+    const fetchImage = (checksum: string, out: string, ...more: string[]) =>
+      spawnSync(
+        'ip',
+        inNs(nsB, 'boot', 'fetch', '--interface', ifB, '--checksum', checksum, '-o', out, ...more),
+        { encoding: 'utf8' },
+      );
     // A wrong checksum: the offer is refused and nothing is written.
     const wrong = path.join(tmp, 'wrong');
-    const bad = spawnSync(
-      'ip',
-      inNs(
-        nsB,
-        'boot',
-        'fetch',
-        '--interface',
-        ifB,
-        '--checksum',
-        '0'.repeat(64),
-        '-o',
-        wrong,
-        '--timeout',
-        '3',
-      ),
-      { encoding: 'utf8' },
-    );
+    const bad = fetchImage('0'.repeat(64), wrong, '--timeout', '3');
     assert.notEqual(bad.status, 0);
     assert.equal(fs.existsSync(wrong), false);
     const out = path.join(tmp, 'fetched');
-    const r = spawnSync(
-      'ip',
-      inNs(
-        nsB,
-        'boot',
-        'fetch',
-        '--interface',
-        ifB,
-        '--checksum',
-        sum,
-        '-o',
-        out,
-        '--timeout',
-        '60',
-        '--json',
-      ),
-      {
-        encoding: 'utf8',
-      },
-    );
+    const r = fetchImage(sum, out, '--timeout', '60', '--json');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(createHash('sha256').update(fs.readFileSync(out)).digest('hex'), sum);
     assert.equal(await serverDone, 0, served);

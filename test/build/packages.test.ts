@@ -176,18 +176,26 @@ async function server(
   };
 }
 
+/** Builds only the rack's prebuilt console-assets package (target full), with `more` options. */
+function buildConsoleAssets(
+  r: { manifest: string; out: string },
+  more: { prebuiltUrl?: string; offline?: boolean },
+): ReturnType<typeof buildPackages> {
+  return buildPackages({
+    manifest: r.manifest,
+    target: ['full'],
+    out: r.out,
+    packages: ['console-assets'],
+    ...more,
+  });
+}
+
 test('prebuilt: downloaded with retries (500, 500, 200), verified, cached; --offline uses the cache', async () => {
   const r = rack();
   const body = fs.readFileSync(path.join(r.dir, 'prebuilt/console-assets.tar.gz'));
   const srv = await server(body, [500, 500]);
   try {
-    const res = await buildPackages({
-      manifest: r.manifest,
-      target: ['full'],
-      out: r.out,
-      packages: ['console-assets'],
-      prebuiltUrl: srv.url,
-    });
+    const res = await buildConsoleAssets(r, { prebuiltUrl: srv.url });
     assert.equal(res.report?.ok, true, res.report?.jobs[0]?.error?.message);
     assert.equal(srv.hits(), 3);
     assert.ok(fs.readFileSync(path.join(r.out, 'console-assets.tar.gz')).equals(body));
@@ -195,14 +203,7 @@ test('prebuilt: downloaded with retries (500, 500, 200), verified, cached; --off
     await srv.close();
   }
   fs.rmSync(path.join(r.out, 'console-assets.tar.gz'));
-  const offline = await buildPackages({
-    manifest: r.manifest,
-    target: ['full'],
-    out: r.out,
-    packages: ['console-assets'],
-    offline: true,
-    prebuiltUrl: 'http://127.0.0.1:9',
-  });
+  const offline = await buildConsoleAssets(r, { offline: true, prebuiltUrl: 'http://127.0.0.1:9' });
   assert.equal(offline.report?.ok, true);
 });
 
@@ -210,13 +211,7 @@ test('prebuilt: a checksum mismatch keeps nothing; --offline without a cache is 
   const r = rack();
   const srv = await server(Buffer.from('not the pinned archive'));
   try {
-    const res = await buildPackages({
-      manifest: r.manifest,
-      target: ['full'],
-      out: r.out,
-      packages: ['console-assets'],
-      prebuiltUrl: srv.url,
-    });
+    const res = await buildConsoleAssets(r, { prebuiltUrl: srv.url });
     assert.equal(res.report?.ok, false);
     assert.equal(res.report?.jobs[0]?.error?.code, 'CHECKSUM_MISMATCH');
     assert.equal(fs.existsSync(path.join(r.out, 'console-assets.tar.gz')), false);
@@ -230,13 +225,7 @@ test('prebuilt: a checksum mismatch keeps nothing; --offline without a cache is 
   } finally {
     await srv.close();
   }
-  const offline = await buildPackages({
-    manifest: r.manifest,
-    target: ['full'],
-    out: r.out,
-    packages: ['console-assets'],
-    offline: true,
-  });
+  const offline = await buildConsoleAssets(r, { offline: true });
   assert.equal(offline.report?.jobs[0]?.error?.code, 'OFFLINE_MISSING');
   assert.match(
     offline.report?.jobs[0]?.error?.message ?? '',

@@ -17,6 +17,7 @@ import {
 import { isSlipwayError } from '../../src/core/errors.js';
 import { fetchCached } from '../../src/build/fetch.js';
 import { closeS3Clients, parseS3Url, s3ConfigFromEnv, s3Get } from '../../src/build/s3.js';
+import { testS3Client } from '../helpers/s3.js';
 import { s3Env, START_SERVICES_HINT } from '../helpers/services.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -52,17 +53,7 @@ function files(dir: string): string[] {
 before(async () => {
   if (env === undefined) return;
   Object.assign(process.env, env);
-  client = new S3Client({
-    endpoint: env.S3_ENDPOINT,
-    region: env.AWS_REGION ?? 'us-east-1',
-    forcePathStyle: true,
-    credentials: {
-      accessKeyId: env.AWS_ACCESS_KEY_ID ?? '',
-      secretAccessKey: env.AWS_SECRET_ACCESS_KEY ?? '',
-    },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  client = testS3Client(env);
   await client.send(new CreateBucketCommand({ Bucket: bucket }));
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: keys[0], Body: data }));
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: keys[1], Body: small }));

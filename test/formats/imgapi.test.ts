@@ -27,8 +27,8 @@ import {
   type ImageManifest,
   type ListFilter,
 } from '../../src/formats/imgapi-types.js';
+import { OWNER, publishedImage, SERVED_HEAD } from '../helpers/imgapi.js';
 
-const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 const U1 = '01b2c898-945f-11e1-a523-af1afbe22822';
 const U2 = '02b2c898-945f-11e1-a523-af1afbe22822';
 const U3 = '03b2c898-945f-11e1-a523-af1afbe22822';
@@ -59,22 +59,13 @@ function expectApi(
 }
 
 function image(over: Partial<ImageManifest> = {}): ImageManifest {
-  return {
-    v: 2,
-    uuid: U1,
-    owner: OWNER,
-    name: 'base-64',
+  return publishedImage(U1, {
     version: '24.4.1',
-    state: 'active',
-    disabled: false,
-    public: true,
     published_at: '2024-10-01T12:00:00Z',
-    type: 'zone-dataset',
-    os: 'smartos',
     files: [{ sha1: SHA1, size: 46271847, compression: 'gzip' }],
     channels: ['dev'],
     ...over,
-  };
+  });
 }
 
 function q(s: string): URLSearchParams {
@@ -769,46 +760,17 @@ test('create: zvol images need their drivers and size', () => {
 
 // ---- manifests: AdminImport
 
-const PUBLISHED = {
-  v: 2,
-  uuid: U1,
-  owner: OWNER,
-  name: 'base-64',
-  version: '24.4.1',
-  state: 'active',
-  disabled: false,
-  public: true,
+const PUBLISHED_FIELDS = {
   published_at: '2024-10-01T12:00:00.123Z',
-  type: 'zone-dataset',
-  os: 'smartos',
-  files: [{ sha1: SHA1, size: 46271847, compression: 'gzip' }],
   description: 'base image',
   origin: U2,
   tags: { role: 'base' },
-  channels: ['release'],
-  activated: true,
 };
+const PUBLISHED = { ...image({ ...PUBLISHED_FIELDS, channels: ['release'] }), activated: true };
 
 test('import: the manifest as published starts unactivated without a file, keeping published_at', () => {
   const m = validateManifest(PUBLISHED, 'import', { channelsEnabled: true, channel: 'dev' });
-  assert.deepEqual(m, {
-    v: 2,
-    uuid: U1,
-    owner: OWNER,
-    name: 'base-64',
-    version: '24.4.1',
-    state: 'unactivated',
-    disabled: false,
-    public: true,
-    published_at: '2024-10-01T12:00:00.123Z',
-    type: 'zone-dataset',
-    os: 'smartos',
-    files: [],
-    description: 'base image',
-    origin: U2,
-    tags: { role: 'base' },
-    channels: ['dev'],
-  });
+  assert.deepEqual(m, image({ ...PUBLISHED_FIELDS, state: 'unactivated', files: [], channels: ['dev'] }));
   const noMs = validateManifest({ ...PUBLISHED, published_at: '2024-10-01T12:00:00Z' }, 'import', {
     channelsEnabled: false,
   });
@@ -992,14 +954,7 @@ test('serialize: the spec key order, channels last and only for API version 2', 
   };
   const v2 = serializeManifest(m, 2);
   assert.deepEqual(Object.keys(v2), [
-    'v',
-    'uuid',
-    'owner',
-    'name',
-    'version',
-    'state',
-    'disabled',
-    'public',
+    ...SERVED_HEAD,
     'published_at',
     'type',
     'os',
@@ -1020,19 +975,7 @@ test('serialize: the spec key order, channels last and only for API version 2', 
 test('serialize: undefined fields are left out; the required ones come first', () => {
   const m = image({ published_at: undefined, state: 'unactivated', files: [], channels: undefined, acl: [] });
   const s = serializeManifest(m, 2);
-  assert.deepEqual(Object.keys(s), [
-    'v',
-    'uuid',
-    'owner',
-    'name',
-    'version',
-    'state',
-    'disabled',
-    'public',
-    'type',
-    'os',
-    'files',
-  ]);
+  assert.deepEqual(Object.keys(s), [...SERVED_HEAD, 'type', 'os', 'files']);
   assert.deepEqual(s.files, []);
   assert.equal(
     prettyJson(serializeManifest(image({ channels: ['dev'] }), 2)),

@@ -14,6 +14,7 @@ import {
   type Message,
   type ServerOptions,
 } from '../../src/formats/netboot.js';
+import { prng } from '../helpers/prng.js';
 
 const MiB = 1024 * 1024;
 const SERVER = '02:00:00:00:00:01';
@@ -26,18 +27,6 @@ const HELLO = "Hello!  I'd like to buy a ramdisk please.";
 function must<T>(x: T | undefined): T {
   assert.ok(x !== undefined);
   return x;
-}
-
-/** A deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function makeImage(size: number, seed: number): Buffer {

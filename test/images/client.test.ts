@@ -23,10 +23,10 @@ import { defaultImagesConfig, type ImagesConfig } from '../../src/images/config.
 import { apiErrorOf, ImagesClient } from '../../src/images/client.js';
 import { formatSshPublicKey } from '../../src/images/http-signature.js';
 import { startImagesServer } from '../../src/server/imgapi-server.js';
+import { OWNER, publishedImage } from '../helpers/imgapi.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const tmp = tempDir('slipway-images-client-');
-const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 
 class RecordingReporter extends CliReporter {
   readonly events: SlipwayEvent[] = [];
@@ -81,21 +81,10 @@ function imageFile(name: string, size = 200_000): { file: string; sha1: string; 
 
 /** A manifest as published (what `import -m` reads). */
 function published(f: { sha1: string; size: number }, fields: Partial<ImageManifest> = {}): ImageManifest {
-  return {
-    v: 2,
-    uuid: randomUUID(),
-    owner: OWNER,
-    name: 'base-64',
-    version: '1.0.0',
-    state: 'active',
-    disabled: false,
-    public: true,
-    published_at: '2024-01-02T03:04:05Z',
-    type: 'zone-dataset',
-    os: 'smartos',
+  return publishedImage(randomUUID(), {
     files: [{ sha1: f.sha1, size: f.size, compression: 'gzip' }],
     ...fields,
-  };
+  });
 }
 
 function writeJson(name: string, value: unknown): string {

@@ -21,6 +21,7 @@ import { defaultImagesConfig } from '../../src/images/config.js';
 import { startImagesServer, type ImagesServer } from '../../src/server/imgapi-server.js';
 import { serveUi, UI_CSP } from '../../src/server/ui.js';
 import { openStores } from '../../src/store/index.js';
+import { request } from '../helpers/http.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -152,36 +153,14 @@ async function uploadFileImage(base: string): Promise<string> {
 // ---------------------------------------------------------------------------
 // The UI in front of the API
 
-function get(
+/** A raw GET (or `method`) with the body as text. */
+async function get(
   base: string,
   rawPath: string,
   options: { method?: string; headers?: http.OutgoingHttpHeaders } = {},
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  const u = new URL(base);
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      {
-        host: u.hostname,
-        port: u.port,
-        path: rawPath,
-        method: options.method ?? 'GET',
-        headers: options.headers ?? {},
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString(),
-          });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+  const r = await request(base, rawPath, options);
+  return { ...r, body: r.body.toString() };
 }
 
 // ---------------------------------------------------------------------------

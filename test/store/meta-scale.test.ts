@@ -13,6 +13,7 @@ import { normalizeTimestamp } from '../../src/store/meta-sql.js';
 import { PostgresMetadataStore } from '../../src/store/meta-postgres.js';
 import { SqliteMetadataStore } from '../../src/store/meta-sqlite.js';
 import type { MetadataStore } from '../../src/store/types.js';
+import { prng } from '../helpers/prng.js';
 import { postgresEnv, START_SERVICES_HINT } from '../helpers/services.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -20,18 +21,6 @@ const COUNT = 100_000;
 const RUNS = 40;
 const tmp = tempDir('slipway-meta-scale-');
 const pgEnv = postgresEnv();
-
-/** A small deterministic PRNG (mulberry32), so every run seeds the same repository. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMES = [
   'base-64',

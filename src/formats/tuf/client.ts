@@ -73,6 +73,19 @@ function checkFile(
   }
 }
 
+/** A role's version must be the one its parent (timestamp or snapshot) lists. */
+function checkListedVersion(
+  role: string,
+  version: number,
+  listed: number,
+  parent: string,
+  where: string,
+): void {
+  if (version !== listed) {
+    fail('TUF_VERSION_MISMATCH', `${role} version ${version}, ${parent} lists ${listed}`, where);
+  }
+}
+
 function sameKeys(a: RoleKeys, b: RoleKeys): boolean {
   return a.keyids.length === b.keyids.length && a.keyids.every((k) => b.keyids.includes(k));
 }
@@ -276,13 +289,7 @@ export class TrustedMetadata {
     const env = parseSnapshot(bytes, where);
     const root = this.#root.signed;
     checkThreshold(env, root.keys, root.roles.snapshot, 'snapshot', where);
-    if (env.signed.version !== meta.version) {
-      fail(
-        'TUF_VERSION_MISMATCH',
-        `snapshot version ${env.signed.version}, timestamp lists ${meta.version}`,
-        where,
-      );
-    }
+    checkListedVersion('snapshot', env.signed.version, meta.version, 'timestamp', where);
     const prev = this.#snapshot?.signed ?? this.#prevSnapshot;
     if (prev !== undefined) {
       if (env.signed.version < prev.version) {
@@ -338,13 +345,7 @@ export class TrustedMetadata {
     const env = parseTargets(bytes, where);
     const root = this.#root.signed;
     checkThreshold(env, root.keys, root.roles.targets, 'targets', where);
-    if (env.signed.version !== meta.version) {
-      fail(
-        'TUF_VERSION_MISMATCH',
-        `targets version ${env.signed.version}, snapshot lists ${meta.version}`,
-        where,
-      );
-    }
+    checkListedVersion('targets', env.signed.version, meta.version, 'snapshot', where);
     this.#checkExpiry(env.signed.expires, 'targets', where);
     this.#targets = env;
   }
@@ -360,13 +361,7 @@ export class TrustedMetadata {
     checkFile(bytes, meta, 'snapshot', where);
     const env = parseTargets(bytes, where);
     checkThreshold(env, parent.delegations.keys, role, roleName, where);
-    if (env.signed.version !== meta.version) {
-      fail(
-        'TUF_VERSION_MISMATCH',
-        `${roleName} version ${env.signed.version}, snapshot lists ${meta.version}`,
-        where,
-      );
-    }
+    checkListedVersion(roleName, env.signed.version, meta.version, 'snapshot', where);
     this.#checkExpiry(env.signed.expires, roleName, where);
     this.#delegated.set(roleName, env.signed);
   }
