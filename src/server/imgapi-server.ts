@@ -5,6 +5,7 @@
  * Everything the API decides is in ImagesService (src/images/service.ts)
  * and the pure rules it uses; this file only speaks HTTP.
  */
+import { setMaxListeners } from 'node:events';
 import { createHash, randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -189,6 +190,8 @@ export async function startImagesServer(
   const auth = config.auth;
   const keys = auth.type === 'signature' ? loadKeysDir(auth.keysDir) : undefined;
   const shutdown = new AbortController();
+  // Every upload in flight listens on it; hundreds at once are normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
   const inflight = new Set<Promise<void>>();
   /** The exchange in progress on each socket (for the clientError path). */
   const current = new WeakMap<Socket, Exchange>();

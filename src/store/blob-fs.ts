@@ -15,6 +15,9 @@ import { fromSystemError, SlipwayError } from '../core/errors.js';
 import { abortError, aborted, checkBlobKey, meterBody } from './blob-common.js';
 import type { BlobPutResult, BlobStore } from './types.js';
 
+/** 1 MiB reads: with Node's default 64 KiB, serving a large file costs ~1.5× the CPU per byte. */
+const READ_CHUNK = 1 << 20;
+
 export interface FsBlobStoreOptions {
   dir: string;
 }
@@ -104,7 +107,8 @@ export class FsBlobStore implements BlobStore {
       const st = await fd.stat();
       if (!st.isFile()) throw new SlipwayError('IO', `'${file}' is not a file`, { where: file });
       const size = st.size;
-      if (range === undefined) return { body: fd.createReadStream({ start: 0, autoClose: true }), size };
+      if (range === undefined)
+        return { body: fd.createReadStream({ start: 0, autoClose: true, highWaterMark: READ_CHUNK }), size };
       const { start } = range;
       const end = Math.min(range.end, size - 1);
       if (!Number.isSafeInteger(start) || !Number.isSafeInteger(range.end) || start < 0 || start > end) {
@@ -114,7 +118,7 @@ export class FsBlobStore implements BlobStore {
           { where: key },
         );
       }
-      return { body: fd.createReadStream({ start, end, autoClose: true }), size };
+      return { body: fd.createReadStream({ start, end, autoClose: true, highWaterMark: READ_CHUNK }), size };
     } catch (err) {
       await fd.close().catch(() => undefined);
       throw err;
