@@ -22,6 +22,7 @@
 #   CLIENTS=200          concurrent clients of the mixed load
 #   RUNS=300             sequential requests per ListImages query
 #   WRK_DURATION=20      seconds of each wrk run; WRK_CONNECTIONS=64 its connections
+#   FILE_WORKERS=2       also measure GetImageFile from `images serve --workers N` (1: skip)
 #   MIX=list=30,get=30,download=30,upload=10   weights of the mixed load's operations
 #   POSTGRES=1           0: SQLite only (no PostgreSQL cluster)
 #   LOAD_POSTGRES=1      0: the mixed load against SQLite only
@@ -48,6 +49,7 @@ CLIENTS=${CLIENTS:-200}
 RUNS=${RUNS:-300}
 WRK_DURATION=${WRK_DURATION:-20}
 WRK_CONNECTIONS=${WRK_CONNECTIONS:-64}
+FILE_WORKERS=${FILE_WORKERS:-2}
 MIX=${MIX:-list=30,get=30,download=30,upload=10}
 POSTGRES=${POSTGRES:-1}
 LOAD_POSTGRES=${LOAD_POSTGRES:-1}
@@ -367,6 +369,28 @@ wrk_run nginx "$NGINX_URL" "$NGINX_PID" $(pgrep -P "$NGINX_PID")
 WRK_NGINX=$WRK_MBPS WRK_NGINX_REQS=$WRK_REQS WRK_NGINX_CPU=$WRK_CPU WRK_NGINX_ERR=$WRK_ERRORS
 wrk_run slipway "$SLW_FILE_URL" "$SQLITE_PID"
 WRK_SLW=$WRK_MBPS WRK_SLW_REQS=$WRK_REQS WRK_SLW_CPU=$WRK_CPU WRK_SLW_ERR=$WRK_ERRORS
+# The same with the server's --workers: Node has no sendfile and serves about 1 GB/s per core, so
+# a machine's cores come through processes sharing the port (the server keeps no state of its own).
+WRK_SLWW=
+if [ "$FILE_WORKERS" -gt 1 ]; then
+  node bin/slipway.js images serve --host 127.0.0.1 --port 0 --data "$SQ" --workers "$FILE_WORKERS" \
+    >"$LOGS/server-workers.out" 2>"$LOGS/server-workers.log" &
+  WORKERS_PID=$!
+  SERVER_PIDS+=("$WORKERS_PID")
+  wport=
+  for ((i = 0; i < 300; i++)); do
+    wport=$(sed -n 's/.*(bound port \([0-9]*\)).*/\1/p' "$LOGS/server-workers.out")
+    [ -z "$wport" ] || break
+    sleep 0.1
+  done
+  [ -n "$wport" ] || { cat "$LOGS/server-workers.out" "$LOGS/server-workers.log" >&2 && exit 1; }
+  wurl="http://127.0.0.1:$wport/images/$BIG_UUID/file"
+  got=$(curl -sS -f "$wurl" | sha1sum | cut -d' ' -f1)
+  [ "$got" = "$FILE_SHA1" ] || { echo "images.sh: $wurl served sha1 $got" >&2 && exit 1; }
+  wrk_run "slipway --workers $FILE_WORKERS" "$wurl" "$WORKERS_PID" $(pgrep -P "$WORKERS_PID")
+  WRK_SLWW=$WRK_MBPS WRK_SLWW_CPU=$WRK_CPU
+  stop_server "$WORKERS_PID"
+fi
 FILE_RATIO=$(ratio "$WRK_SLW" "$WRK_NGINX")
 say "ratio slipway/nginx: ${FILE_RATIO}x (target >= 0.8x); one download at a time: $(ratio "$SINGLE_SLW" "$SINGLE_NGINX")x"
 stop_pid "$NGINX_PID" QUIT 10
@@ -463,6 +487,11 @@ SUMMARY="$OUT/summary.md"
   [ "$POSTGRES" = 0 ] || info_rows PostgreSQL LAT_PG
   printf '| GetImageFile %s MiB, `wrk -t2 -c%s -d%ss` | nginx sendfile: %s MB/s | %s MB/s | %s× | %s |\n' \
     "$FILE_MIB" "$WRK_CONNECTIONS" "$WRK_DURATION" "$WRK_NGINX" "$WRK_SLW" "$FILE_RATIO" "$(met ge "$FILE_RATIO" 0.8 '≥ 0.8×')"
+  if [ -n "$WRK_SLWW" ]; then
+    FILE_RATIO_W=$(ratio "$WRK_SLWW" "$WRK_NGINX")
+    printf '| GetImageFile, `images serve --workers %s` (same wrk run) | nginx sendfile: %s MB/s | %s MB/s | %s× | %s |\n' \
+      "$FILE_WORKERS" "$WRK_NGINX" "$WRK_SLWW" "$FILE_RATIO_W" "$(met ge "$FILE_RATIO_W" 0.8 '≥ 0.8×')"
+  fi
   printf '| (info) GetImageFile, one download at a time (curl, best of 3) | nginx: %s MB/s | %s MB/s | %s× | — |\n' \
     "$SINGLE_NGINX" "$SINGLE_SLW" "$(ratio "$SINGLE_SLW" "$SINGLE_NGINX")"
   printf '| (info) AddImageFile %s MiB (`curl -T`, sha1 given) | — | %s MB/s (%s s) | — | — |\n' "$FILE_MIB" "$UPLOAD_MBPS" "$UPLOAD_S"
