@@ -39,6 +39,9 @@
 # re-download make the script exit 1 whatever STRICT says.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BENCH_NAME=images.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 REPO=$(pwd)
 
 BENCH_DIR=${BENCH_DIR:-/tmp/slipway-bench-images}
@@ -73,12 +76,8 @@ done
 }
 [ "$POSTGRES" = 1 ] || LOAD_POSTGRES=0
 
-say() { printf '%s\n' "$*"; }
-hdr() { printf '\n== %s\n' "$*"; }
-now() { date +%s.%N; }
+# Tenths are enough here (overrides lib.sh's milliseconds).
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
-ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.2f", s / r }'; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'; }
 mbps() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / s / 1e6 }'; }
 LOAD_JS=dist/bench/images-load.js

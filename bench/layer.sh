@@ -16,6 +16,9 @@
 # input, and a Markdown summary that also goes to bench/results/layer.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BENCH_NAME=layer.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 REPO=$(pwd)
 
 RUNS=${RUNS:-3}
@@ -30,14 +33,6 @@ MTIME=@1153704088
 case "$RUNS" in '' | *[!0-9]* | 0) echo "layer.sh: RUNS must be a positive whole number, got '$RUNS'" >&2 && exit 2 ;; esac
 case "$VERIFY" in full | sample) ;; *) echo "layer.sh: VERIFY must be 'full' or 'sample', got '$VERIFY'" >&2 && exit 2 ;; esac
 
-say() { printf '%s\n' "$*"; }
-hdr() { printf '\n== %s\n' "$*"; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-minof() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }'; }
-ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.2f", s / r }'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
-human() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 
 # ---------------------------------------------------------------- prerequisites
 hdr "prerequisites"
@@ -146,34 +141,10 @@ if [ "$TREE_ENTRIES" -ge "$MAX_ENTRIES" ]; then
 fi
 
 # ---------------------------------------------------------------- scratch outputs
-OUT=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
-cleanup() { rm -rf "$OUT"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+scratch_dir "$BENCH_DIR"
 REF_GZ="$OUT/ref.tar.gz"
 SLW_GZ="$OUT/slipway.tar.gz"
 
-# Runs "$@", timed; on failure prints the command's own output and stops.
-# Sets $T (wall seconds, from date +%s.%N) and $CPU (user+system seconds of it and its children).
-timed() {
-  local log="$OUT/cmd.log" tf="$OUT/cmd.time" t0 t1 rc
-  sync
-  t0=$(now)
-  set +e
-  { TIMEFORMAT='%3U %3S' && time "$@" >"$log" 2>&1; } 2>"$tf"
-  rc=$?
-  set -e
-  t1=$(now)
-  if [ "$rc" != 0 ]; then
-    echo "layer.sh: FAILED (exit $rc): $*" >&2
-    cat "$log" >&2
-    exit 1
-  fi
-  T=$(secs "$t0" "$t1")
-  CPU=$(awk '{ printf "%.2f", $1 + $2 }' "$tf")
-  LAST_LOG=$(cat "$log")
-}
 
 ref_pack() {
   tar --sort=name --mtime="$MTIME" --owner=0 --group=0 --numeric-owner -cf - -C "$TREE" . | pigz -p2 -1 >"$REF_GZ"

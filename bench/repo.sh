@@ -20,6 +20,9 @@
 # also goes to bench/results/repo-<date>.md.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BENCH_NAME=repo.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 REPO=$(pwd)
 
 RUNS=${RUNS:-3}
@@ -34,15 +37,6 @@ case "$TAR_DIR_ENTRIES" in 0 | 1) ;; *) echo "repo.sh: TAR_DIR_ENTRIES must be 0
 case "$TOTAL_MIB" in '' | *[!0-9]*) echo "repo.sh: TOTAL_MIB must be a whole number, got '$TOTAL_MIB'" >&2 && exit 2 ;; esac
 [ "$TOTAL_MIB" -ge 16 ] || { echo "repo.sh: TOTAL_MIB must be at least 16" >&2 && exit 2; }
 
-say() { printf '%s\n' "$*"; }
-hdr() { printf '\n== %s\n' "$*"; }
-now() { date +%s.%N; }
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-minof() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b + 0 < a + 0) print b; else print a }'; }
-ratio() { awk -v s="$1" -v r="$2" 'BEGIN { printf "%.2f", s / r }'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 <= b + 0) }'; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
-human() { numfmt --to=iec-i --suffix=B --format='%.1f' "$1"; }
 sl() { node bin/slipway.js "$@"; }
 
 # ---------------------------------------------------------------- prerequisites
@@ -185,36 +179,12 @@ KEY=$(cat "$KEYFILE")
 case "$KEY" in ed25519:*) ;; *) echo "repo.sh: $KEYFILE does not hold an ed25519: key" >&2 && exit 1 ;; esac
 
 # ---------------------------------------------------------------- scratch outputs
-OUT=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
-cleanup() { rm -rf "$OUT"; }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+scratch_dir "$BENCH_DIR"
 SLW_ZIP="$OUT/repo.zip"
 REF_ZIP="$OUT/ref.zip"
 UNZIPPED="$OUT/unzipped"
 RELENG_OUT="$BENCH_DIR/releng"
 
-# Runs "$@", timed; on failure prints the command and its own output and stops.
-# Sets $T (wall seconds), $CPU (user+system seconds of it and its children) and $LAST_LOG.
-timed() {
-  local log="$OUT/cmd.log" tf="$OUT/cmd.time" t0 t1 rc
-  sync
-  t0=$(now)
-  set +e
-  { TIMEFORMAT='%3U %3S' && time "$@" >"$log" 2>&1; } 2>"$tf"
-  rc=$?
-  set -e
-  t1=$(now)
-  if [ "$rc" != 0 ]; then
-    echo "repo.sh: FAILED (exit $rc): $*" >&2
-    cat "$log" >&2
-    exit 1
-  fi
-  T=$(secs "$t0" "$t1")
-  CPU=$(awk '{ printf "%.2f", $1 + $2 }' "$tf")
-  LAST_LOG=$(cat "$log")
-}
 # slipway's own "[task] done in Xs" lines of the last log, on one line.
 tasks() { printf '%s\n' "$LAST_LOG" | sed -n 's/.*✓ \[\(.*\)\] done in \(.*\)$/\1 \2/p' | paste -sd';' | sed 's/;/; /g'; }
 

@@ -131,6 +131,11 @@ export const ERROR_CODES = {
   IMAGES_API_ERROR: 'failure',
   /** The image repository could not be reached (connection refused, DNS, TLS, timeout). */
   IMAGES_UNREACHABLE: 'failure',
+  // OCI
+  /** An OCI manifest, index, config, descriptor, digest, platform or reference that is malformed (names the JSON path). */
+  OCI_INVALID: 'input',
+  /** A registry's WWW-Authenticate header that cannot be parsed. */
+  OCI_AUTH_CHALLENGE_INVALID: 'input',
 } as const satisfies Record<string, Kind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
