@@ -53,14 +53,12 @@ export async function streamResponse(
   res: http.ServerResponse,
   onBytes: (n: number) => void,
 ): Promise<void> {
-  const counted = async function* (s: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-    for await (const c of s) {
-      onBytes(c.length);
-      yield c;
-    }
-  };
+  // Counted on 'data' rather than through a transform: no extra promise per chunk on the hot path.
+  body.on('data', (c: Buffer) => {
+    onBytes(c.length);
+  });
   try {
-    await pipeline(body, counted, res);
+    await pipeline(body, res);
   } catch {
     body.destroy();
     res.destroy();
