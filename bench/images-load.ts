@@ -36,20 +36,11 @@ import pg from 'pg';
 import type { ImageManifest, ImageState, ListFilter, StoredImage } from '../src/formats/imgapi-types.js';
 import { DEFAULT_CHANNELS, matchesFilter, parseListQuery } from '../src/formats/imgapi.js';
 import { normalizeTimestamp, openStores, type MetadataStore } from '../src/store/index.js';
+import { stateFor } from '../test/helpers/imgapi.js';
+// Every run seeds the same repository (the tests' deterministic generator).
+import { prng } from '../test/helpers/prng.js';
 
 // ---------------------------------------------------------------- shared
-
-/** mulberry32: every run seeds the same repository. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -168,17 +159,7 @@ export function generateImages(count: number): ImageManifest[] {
     if (rnd() < 0.8) t += Math.floor(rnd() * 2 * step);
     const isOrigin = i % 400 === 7; // ~250 origin images, three families, chained within a family
     const r = rnd();
-    const state: ImageState = isOrigin
-      ? 'active'
-      : r < 0.85
-        ? 'active'
-        : r < 0.9
-          ? 'disabled'
-          : r < 0.97
-            ? 'unactivated'
-            : r < 0.99
-              ? 'creating'
-              : 'failed';
+    const state: ImageState = isOrigin ? 'active' : stateFor(r);
     const activated = state === 'active' || state === 'disabled';
     let channels = CHANNEL_NAMES.filter((_, k) => rnd() < (CHANNEL_ODDS[k] ?? 0));
     if (channels.length === 0 && rnd() < 0.8) channels = ['experimental'];

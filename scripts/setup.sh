@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 # Real peers the tests and benchmarks run against.
 debs=(pigz tar gzip libpcap-dev iproute2)
+# Independent readers and key tools the tests compare against (zip/unzip, python3's zipfile, ssh-keygen).
+debs+=(zip unzip python3 openssh-client)
 # S3: a throwaway Ceph cluster with its RADOS Gateway (scripts/services/ceph-s3.sh).
 debs+=(ceph-mon ceph-osd radosgw ceph-common curl uuid-runtime)
 # PostgreSQL: a throwaway cluster for the metadata store (scripts/services/postgres.sh).

@@ -5,6 +5,7 @@
  * images-serve.ts.
  */
 import { buildOrigin, compatibility, publishOrigin, releaseImages } from '../images/origin.js';
+import { clockFrom } from '../repo/index.js';
 import { formatCompat } from '../images/origin-rules.js';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -508,11 +509,7 @@ async function buildOriginCommand(
   const def = positionals[0];
   if (def === undefined || positionals.length !== 1)
     throw new SlipwayError('USAGE', 'build-origin takes DEF.toml');
-  const now =
-    process.env.SOURCE_DATE_EPOCH !== undefined
-      ? new Date(Number(process.env.SOURCE_DATE_EPOCH) * 1000)
-      : new Date();
-  const r = await buildOrigin(def, { out: str(values.output) ?? 'out/origin', now });
+  const r = await buildOrigin(def, { out: str(values.output) ?? 'out/origin', now: clockFrom(process.env) });
   return {
     data: r,
     human: `${r.manifest.name} ${r.manifest.version} (uuid ${r.manifest.uuid}, origin ${r.manifest.origin ?? '-'})\n  ${r.manifestFile}\n  ${r.file}`,

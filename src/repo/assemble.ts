@@ -133,6 +133,7 @@ async function checkInputs(manifest: RepoManifest): Promise<void> {
       // Handled here too, so an earlier failure below never leaves it unhandled.
       check.catch(() => undefined);
       composites.push(check);
+      continue; // stat'ed above; its content is checked by `check`
     }
     if (src.kind === 'file' || src.kind === 'fake') files.push({ s: src, line: src.line });
     else if (src.kind === 'composite-host')

@@ -31,6 +31,11 @@ const HAVE_UNZIP = has('unzip') && has('zipinfo');
 const HAVE_ZIP = has('zip');
 const HAVE_PYTHON = spawnSync('python3', ['-c', 'import zipfile']).status === 0;
 
+// scripts/setup.sh installs them: a missing reader fails the suite instead of quietly skipping checks.
+test('the independent zip readers are installed (unzip, zipinfo, python3 zipfile)', () => {
+  assert.ok(HAVE_UNZIP && HAVE_PYTHON, 'install unzip and python3 (bash scripts/setup.sh as root)');
+});
+
 function run(cmd: string, args: string[], cwd?: string): string {
   const r = spawnSync(cmd, args, { encoding: 'utf8', cwd, maxBuffer: 64 * MiB });
   assert.equal(r.status, 0, `${cmd} ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);

@@ -1,5 +1,5 @@
 /** Image manifests for the image repository's tests (formats, API, client). */
-import type { ImageManifest } from '../../src/formats/imgapi-types.js';
+import type { ImageManifest, ImageState } from '../../src/formats/imgapi-types.js';
 
 export const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 
@@ -23,4 +23,12 @@ export function publishedImage(uuid: string, fields: Partial<ImageManifest> = {}
     files: [],
     ...fields,
   };
+}
+
+/** A state drawn like a real repository's mix (85 % active, then disabled, unactivated, creating, failed); r in [0, 1). */
+export function stateFor(r: number): ImageState {
+  if (r < 0.85) return 'active';
+  if (r < 0.9) return 'disabled';
+  if (r < 0.97) return 'unactivated';
+  return r < 0.99 ? 'creating' : 'failed';
 }

@@ -27,6 +27,11 @@ import { tempDir } from '../helpers/tmp.js';
 const tmp = tempDir('slipway-httpsig-');
 const haveSshKeygen = spawnSync('ssh-keygen', ['-?'], { stdio: 'ignore' }).error === undefined;
 
+// scripts/setup.sh installs it: a missing ssh-keygen fails the suite instead of quietly skipping checks.
+test('ssh-keygen is installed', () => {
+  assert.ok(haveSshKeygen, 'install openssh-client (bash scripts/setup.sh as root)');
+});
+
 interface TestKey {
   privateKey: KeyObject;
   publicLine: string;

@@ -13,6 +13,7 @@ import { normalizeTimestamp } from '../../src/store/meta-sql.js';
 import { PostgresMetadataStore } from '../../src/store/meta-postgres.js';
 import { SqliteMetadataStore } from '../../src/store/meta-sqlite.js';
 import type { MetadataStore } from '../../src/store/types.js';
+import { stateFor } from '../helpers/imgapi.js';
 import { prng } from '../helpers/prng.js';
 import { postgresEnv, START_SERVICES_HINT } from '../helpers/services.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -63,16 +64,7 @@ function generate(): ImageManifest[] {
     // Mostly increasing instants, with runs of equal ones (batch publishing) and some ms values.
     if (rnd() < 0.8) t += Math.floor(rnd() * 3_600_000);
     const r = rnd();
-    const state: ImageState =
-      r < 0.85
-        ? 'active'
-        : r < 0.9
-          ? 'disabled'
-          : r < 0.97
-            ? 'unactivated'
-            : r < 0.99
-              ? 'creating'
-              : 'failed';
+    const state: ImageState = stateFor(r);
     const activated = state === 'active' || state === 'disabled';
     const channels = ['dev', 'staging', 'release', 'experimental', 'support'].filter(
       (_, k) => rnd() < ([0.6, 0.3, 0.2, 0.15, 0.05][k] ?? 0),
