@@ -14,6 +14,11 @@ debs+=(ceph-mon ceph-osd radosgw ceph-common curl uuid-runtime)
 debs+=(postgresql)
 # The image repository's web UI is tested in a real browser (playwright-core drives it).
 debs+=(chromium)
+# Container registries: Debian's docker-registry (distribution 2.8), with skopeo and umoci as independent
+# clients, htpasswd for Basic auth and openssl for the token server's certificate.
+debs+=(docker-registry skopeo apache2-utils umoci openssl)
+# Release process: real git for tags and remotes, awscli as an independent S3 client.
+debs+=(git awscli)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -136,6 +136,51 @@ export const ERROR_CODES = {
   OCI_INVALID: 'input',
   /** A registry's WWW-Authenticate header that cannot be parsed. */
   OCI_AUTH_CHALLENGE_INVALID: 'input',
+  /** An OCI image layout on disk that is malformed: oci-layout, index.json, a missing blob or one whose bytes do not match its name. */
+  OCI_LAYOUT_INVALID: 'input',
+  /** A rootfs source for `oci build` that cannot be used (not a directory, tarball or layer archive; unsafe entry). */
+  OCI_ROOTFS_INVALID: 'input',
+  /** A reference, tag or platform that is not in the layout or registry. */
+  OCI_NOT_FOUND: 'input',
+  /** Credentials that cannot be read (auth file malformed, --creds without a colon). */
+  OCI_CREDENTIALS_INVALID: 'input',
+  /** The registry (or its token server) refused the credentials: a repeated 401 names the registry and scope. */
+  OCI_AUTH_FAILED: 'input',
+  /** The token server granted fewer actions than the operation needs (insufficient_scope). */
+  OCI_INSUFFICIENT_SCOPE: 'input',
+  /** The registry answered with an error (the message has the HTTP status, method, URL and the registry's code). */
+  OCI_REGISTRY_ERROR: 'failure',
+  /** The registry could not be reached after retries (connection refused/reset, DNS, TLS, timeout). */
+  OCI_UNREACHABLE: 'failure',
+  /** Content from a registry or layout whose digest or size differs from its descriptor. */
+  OCI_DIGEST_MISMATCH: 'failure',
+  // release process (src/release, src/cli/release.ts)
+  /** release.toml or the version file is invalid (names file:line and key). */
+  RELEASE_CONFIG_INVALID: 'input',
+  /** A release-note fragment with bad front matter (names the fragment and key). */
+  RELEASE_NOTES_INVALID: 'input',
+  /** A release-note fragment credits an author missing from the authors file. */
+  RELEASE_UNKNOWN_AUTHOR: 'input',
+  /** The git working tree has uncommitted changes where a clean tree is required. */
+  RELEASE_DIRTY_TREE: 'input',
+  /** build/upload run when HEAD is not the release tag (`git describe --tags` differs from VERSION). */
+  RELEASE_NOT_ON_TAG: 'input',
+  /** The release tag exists already (use --force-tag to replace it). */
+  RELEASE_TAG_EXISTS: 'input',
+  /** An unknown environment name, or one missing what the step needs. */
+  RELEASE_ENV_INVALID: 'input',
+  /** A production upload without the typed confirmation phrase. */
+  RELEASE_NOT_CONFIRMED: 'input',
+  /** A git command failed (the message has the command and its stderr). */
+  RELEASE_GIT_FAILED: 'failure',
+  /** A build command or job failed, or did not produce a declared artifact. */
+  RELEASE_BUILD_FAILED: 'failure',
+  /** Object storage refused the credentials (403/InvalidAccessKeyId/SignatureDoesNotMatch). */
+  RELEASE_S3_AUTH: 'input',
+  /** An upload to object storage failed after retries, or an object's stored sha256 differs after upload. */
+  RELEASE_UPLOAD_FAILED: 'failure',
+  /** A build output directory that does not hold a complete release (missing manifest, file or checksum). */
+  RELEASE_BUILD_INVALID: 'input',
 } as const satisfies Record<string, Kind>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
