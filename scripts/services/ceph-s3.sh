@@ -136,6 +136,10 @@ rgw frontends = beast endpoint=127.0.0.1:$port
 rgw data = $dir/rgw
 rgw dns name = 127.0.0.1
 rgw enable usage log = false
+# Deleted objects' data is freed by RGW's collector after this wait (default 2 h): the store is
+# in RAM and capped, and tests and benches delete what they upload.
+rgw gc obj min wait = 10
+rgw gc processor period = 10
 EOF
   local c=(-c "$dir/ceph.conf")
   # monitor

@@ -258,9 +258,7 @@ export class OciLayout {
         { where },
       );
     }
-    const hit = index.manifests.find(
-      (d) => d.annotations?.[ANNOTATION_REF_NAME] === ref || d.digest === ref,
-    );
+    const hit = index.manifests.find((d) => d.annotations?.[ANNOTATION_REF_NAME] === ref || d.digest === ref);
     if (hit === undefined) throw new SlipwayError('OCI_NOT_FOUND', `no entry named '${ref}'`, { where });
     return hit;
   }
