@@ -16,6 +16,8 @@ import { PREREQ_USAGE, prereqCommand } from './prereq.js';
 import { REPO_USAGE, repoCommand } from './repo.js';
 import { RELENG_USAGE, relengCommand } from './releng.js';
 import { IMAGES_USAGE, imagesCommand } from './images.js';
+import { OCI_USAGE, ociCommand } from './oci.js';
+import { RELEASE_USAGE, releaseCommand } from './release.js';
 import { killProcessGroupsSync } from '../build/process.js';
 import { parallelGzipIdle } from '../archive/pgzip.js';
 import { CliReporter } from './render.js';
@@ -29,7 +31,9 @@ usage: slipway [--json] [--quiet] [--plain] [--debug] <group> <command> …
   prereq   prerequisite downloads pinned by version and checksum files: fetch, check
   boot     phase-2 ramdisk boot images: mkimage, lookimage
   images   image repository (IMGAPI-compatible): serve, and a client like updates-imgadm; origin images
+  oci      OCI images: build multi-arch layouts; push to, inspect and pull from registries
   releng   the whole release of DIR/releng.toml into a signed update repository, in one parallel run
+  release  a product's release (release.toml): prepare notes, tag, build, upload to S3/registries/git
   repo     signed TUF update repositories (tufaceous layout): assemble, verify, inspect, extract, serve, sign
   demo     build an example (baseline/ + layers/*) into archives and install it into a scratch root
 
@@ -46,6 +50,10 @@ ${REPO_USAGE}
 ${RELENG_USAGE}
 
 ${IMAGES_USAGE}
+
+${OCI_USAGE}
+
+${RELEASE_USAGE}
 
 slipway demo [EXAMPLE_DIR] [-o OUT_DIR]`;
 
@@ -118,6 +126,12 @@ export async function main(argv: string[]): Promise<number> {
         break;
       case 'images':
         result = await imagesCommand(rest, ctx);
+        break;
+      case 'oci':
+        result = await ociCommand(rest, ctx);
+        break;
+      case 'release':
+        result = await releaseCommand(rest, ctx);
         break;
       case 'demo':
         result = await demo(rest, ctx);
