@@ -21,7 +21,8 @@ const ACCESS_USAGE = `registry access (push, inspect, pull):
                           ~/.docker/config.json; else anonymous)
   --authfile FILE         a containers auth.json or docker config.json
   --ca-file FILE          extra trusted CA certificates (PEM)
-  --insecure              plain http to the registry (and no TLS verification of https token servers)`;
+  --insecure              plain http to the registry (and no TLS verification of https on its host;
+                          a token server elsewhere must be https with a valid certificate to get credentials)`;
 
 const PUSH_USAGE = `slipway oci push LAYOUT[:TAG] REGISTRY/REPO[:TAG] [--tag T]... [--from REPO] [--concurrency N]
                  [--chunk-size SIZE] [--dry-run] [access flags]

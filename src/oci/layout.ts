@@ -62,8 +62,32 @@ export class OciLayout {
     this.dir = dir;
   }
 
+  /**
+   * Fails (changing nothing) unless `dir` is absent, an empty directory, or has
+   * an oci-layout file: a layout is never sprinkled into some other directory.
+   */
+  static async checkWritable(dir: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(dir);
+    } catch (err) {
+      if (isNotFound(err)) return;
+      if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') {
+        throw layoutError(dir, `output '${dir}' exists and is not a directory`);
+      }
+      throw fromSystemError(err, 'cannot read directory', dir);
+    }
+    if (names.length > 0 && !names.includes(OCI_LAYOUT_FILE)) {
+      throw layoutError(
+        dir,
+        `output '${dir}' is a non-empty directory that is not an OCI image layout (no oci-layout file)`,
+      );
+    }
+  }
+
   /** Opens `dir` for writing, creating the layout (oci-layout, empty index.json, blobs/sha256) when absent. */
   static async create(dir: string): Promise<OciLayout> {
+    await OciLayout.checkWritable(dir);
     try {
       await fsp.mkdir(path.join(dir, 'blobs', 'sha256'), { recursive: true });
     } catch (err) {

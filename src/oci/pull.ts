@@ -6,12 +6,15 @@
  * tagged in index.json with the reference's tag (or recorded untagged for a
  * digest reference). `platform` pulls only that child of an index.
  */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { SlipwayError } from '../core/errors.js';
 import {
   ANNOTATION_REF_NAME,
   MEDIA_TYPE_INDEX,
   MEDIA_TYPE_MANIFEST,
+  OCI_LAYOUT_FILE,
   formatReference,
   parseIndex,
   parseManifest,
@@ -27,6 +30,8 @@ import { connect, type RegistryAccessOptions } from './registry/client.js';
 import { isRetryableError } from './registry/transport.js';
 
 const BLOB_ATTEMPTS = 3;
+/** All manifests of one pull are held in memory until the blobs are in: a hostile index cannot make that unbounded. */
+const MAX_TOTAL_MANIFEST_BYTES = 64 * 1024 * 1024;
 
 export interface PullOptions extends RegistryAccessOptions {
   /** `REGISTRY/REPO[:TAG][@DIGEST]`. */
@@ -86,6 +91,9 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
   const client = connect(ref.registry, repo, o);
   const emit = o.onProgress ?? ((): void => undefined);
   try {
+    // A bad output is refused before any network work (and nothing is written to it).
+    await OciLayout.checkWritable(o.output);
+    if (fs.existsSync(path.join(o.output, OCI_LAYOUT_FILE))) await OciLayout.open(o.output);
     await client.probe();
     const top = await client.getManifest(repo, referenceTarget(ref));
     let root: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.byteLength };
@@ -105,6 +113,7 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
     const manifests: { desc: Descriptor; bytes: Uint8Array }[] = [];
     const blobs = new Map<string, Descriptor>();
     const seen = new Set<string>();
+    let manifestBytes = 0;
     const visit = async (desc: Descriptor, depth: number): Promise<void> => {
       if (seen.has(desc.digest)) return;
       seen.add(desc.digest);
@@ -120,6 +129,13 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
           );
         }
         bytes = m.bytes;
+      }
+      manifestBytes += bytes.byteLength;
+      if (manifestBytes > MAX_TOTAL_MANIFEST_BYTES) {
+        throw new SlipwayError(
+          'OCI_INVALID',
+          `${name}: its manifests add up to more than ${MAX_TOTAL_MANIFEST_BYTES} bytes`,
+        );
       }
       if (desc.mediaType === MEDIA_TYPE_INDEX) {
         for (const child of parseIndex(bytes).manifests) await visit(child, depth + 1);
@@ -140,6 +156,10 @@ export async function pullImage(o: PullOptions): Promise<PullResult> {
           const stream = await client.getBlob(repo, b);
           const counter = new Counter(onBytes);
           stream.on('error', (err) => counter.destroy(err));
+          // A refused body (wrong digest, too long) must not leave the response half read.
+          counter.on('close', () => {
+            if (!stream.readableEnded) stream.destroy();
+          });
           await layout.putStream(stream.pipe(counter), { digest: b.digest, size: b.size });
           return;
         } catch (err) {

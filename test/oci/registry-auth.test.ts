@@ -17,6 +17,7 @@ import {
   missingActions,
   nextAuthStep,
   parseTokenResponse,
+  realmMayReceiveCredentials,
   scopeActions,
   tokenRequestUrl,
   type AuthStepInput,
@@ -157,6 +158,14 @@ test('token requests and answers', () => {
     () => tokenRequestUrl({ scheme: 'Bearer', params: { realm: 'ftp://x/' } }, []),
     'OCI_AUTH_CHALLENGE_INVALID',
   );
+  // Credentials go to a realm only over https, or to the registry's own host when that is already plain http.
+  const may = (realm: string, registry: string): boolean =>
+    realmMayReceiveCredentials(new URL(realm), new URL(registry));
+  assert.ok(may('https://auth.docker.io/token', 'https://registry-1.docker.io/'));
+  assert.ok(may('http://127.0.0.1:5001/token', 'http://127.0.0.1:5000/'));
+  assert.ok(!may('http://127.0.0.2:5001/token', 'http://127.0.0.1:5000/'));
+  assert.ok(!may('http://evil.example/token', 'https://registry.example/'));
+  assert.ok(!may('http://registry.example/token', 'https://registry.example/'), 'no downgrade');
   const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
   assert.deepEqual(parseTokenResponse(enc({ token: 't', expires_in: 300 }), 1000, 'r'), {
     token: 't',

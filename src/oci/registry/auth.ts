@@ -10,7 +10,9 @@
  * needs; a 401 with a token gets one re-request (the cached token may be stale
  * or narrower), and a 401 after that is OCI_AUTH_FAILED, or
  * OCI_INSUFFICIENT_SCOPE when the registry says `insufficient_scope`. A request
- * goes through at most MAX_AUTH_ROUNDS 401s: never a loop.
+ * goes through at most MAX_AUTH_ROUNDS 401s: never a loop. Credentials go to
+ * a token realm only where they cannot be read on the way
+ * (realmMayReceiveCredentials).
  */
 import { SlipwayError } from '../../core/errors.js';
 import { parseWwwAuthenticate, tokenCacheKey, type AuthChallenge } from '../../formats/oci.js';
@@ -145,6 +147,19 @@ export function tokenRequestUrl(challenge: AuthChallenge, scopes: string[], user
   return url;
 }
 
+/**
+ * Whether Basic credentials may go to a token realm: over https (a verified
+ * server; docker.io's realm is on another host, auth.docker.io), or to the
+ * registry's own hostname when the registry itself is plain http (the user
+ * chose --insecure for that host). Never plain http to another host, nor a
+ * downgrade from an https registry. A registry could ask for Basic directly,
+ * so the realm's host is not a secret boundary; the transport is.
+ */
+export function realmMayReceiveCredentials(realm: URL, registry: URL): boolean {
+  if (realm.protocol === 'https:') return true;
+  return registry.protocol === 'http:' && realm.hostname === registry.hostname;
+}
+
 export interface Token {
   token: string;
   expiresAt: number;
@@ -207,15 +222,17 @@ export class Authenticator {
   readonly registry: string;
   readonly #transport: Transport;
   readonly #credentials: Credentials | undefined;
+  readonly #registryUrl: URL;
   #mode: 'none' | 'basic' | AuthChallenge = 'none';
   readonly #tokens = new Map<string, Promise<Token>>();
   readonly #denied = new Map<string, SlipwayError>();
   #tokenRequests = 0;
 
-  constructor(registry: string, transport: Transport, credentials?: Credentials) {
+  constructor(registry: string, transport: Transport, credentials?: Credentials, registryUrl?: URL) {
     this.registry = registry;
     this.#transport = transport;
     this.#credentials = credentials;
+    this.#registryUrl = registryUrl ?? new URL(`https://${registry}/`);
   }
 
   get tokenRequests(): number {
@@ -327,6 +344,13 @@ export class Authenticator {
     const c = this.#credentials;
     const url = tokenRequestUrl(challenge, scopes, c?.username);
     const realm = challenge.params['realm'] ?? '';
+    if (c !== undefined && !realmMayReceiveCredentials(url, this.#registryUrl)) {
+      throw new SlipwayError(
+        'OCI_AUTH_CHALLENGE_INVALID',
+        `registry ${this.registry} names the token server ${url.origin}, plain http on another host: credentials are only sent to a token server over https or on the registry's own host`,
+        { where: this.registry },
+      );
+    }
     this.#tokenRequests++;
     const res = await this.#transport.request({
       method: 'GET',

@@ -52,7 +52,7 @@ export type Access = 'pull' | 'push';
 export interface RegistryClientOptions {
   credentials?: Credentials;
   caFile?: string;
-  /** Plain http to the registry; no TLS verification for https URLs. */
+  /** Plain http to the registry; no TLS verification for https URLs on the registry's hostname. */
   insecure?: boolean;
   signal?: AbortSignal;
   attempts?: number;
@@ -161,14 +161,14 @@ export class RegistryClient {
     );
     this.#transport = new Transport({
       ...(options.caFile !== undefined ? { caFile: options.caFile } : {}),
-      ...(options.insecure !== undefined ? { insecure: options.insecure } : {}),
+      ...(options.insecure === true ? { insecureHostname: this.base.hostname } : {}),
       ...(options.signal !== undefined ? { signal: options.signal } : {}),
       ...(options.attempts !== undefined ? { attempts: options.attempts } : {}),
       ...(options.backoffMs !== undefined ? { backoffMs: options.backoffMs } : {}),
       ...(options.timeoutMs !== undefined ? { timeoutMs: options.timeoutMs } : {}),
       ...(options.onRequest !== undefined ? { onRequest: options.onRequest } : {}),
     });
-    this.#auth = new Authenticator(registry, this.#transport, options.credentials);
+    this.#auth = new Authenticator(registry, this.#transport, options.credentials, this.base);
     this.#signal = options.signal;
   }
 

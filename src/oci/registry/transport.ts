@@ -7,8 +7,10 @@
  * to a fixed number of attempts; nothing else is retried here (401 handling is
  * auth.ts's, upload sessions restart in client.ts). Redirects are not followed
  * here. A streamed body is given as a factory so every attempt gets a fresh
- * stream. `insecure` makes the registry plain http and skips TLS verification
- * for any https URL (e.g. a token realm); `caFile` adds trusted roots.
+ * stream. `insecure` skips TLS verification only for URLs on the registry's
+ * own hostname (`insecureHostname`): a token realm or blob store on another
+ * host is always verified, so credentials never go to an unverified third
+ * party. `caFile` adds trusted roots.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -42,8 +44,8 @@ export interface HttpResponse {
 export interface TransportOptions {
   /** PEM bundle of extra trusted CAs. */
   caFile?: string;
-  /** Skip TLS verification for https URLs (the registry itself is addressed over http). */
-  insecure?: boolean;
+  /** Skip TLS verification for https URLs on this hostname only (the registry's, under --insecure). */
+  insecureHostname?: string;
   /** Attempts for a retryable request, default 4 (the first plus 3 retries). */
   attempts?: number;
   /** First backoff delay, default 250 ms (doubling, capped at 10 s, with ±50% jitter). */
@@ -163,6 +165,8 @@ export async function drain(res: HttpResponse): Promise<void> {
 export class Transport {
   readonly #http: http.Agent;
   readonly #https: https.Agent;
+  readonly #httpsInsecure: https.Agent | undefined;
+  readonly #insecureHostname: string | undefined;
   readonly #attempts: number;
   readonly #backoffMs: number;
   readonly #timeoutMs: number;
@@ -180,13 +184,14 @@ export class Transport {
       }
     }
     this.#http = new http.Agent({ keepAlive: true, maxSockets: 16 });
-    this.#https = new https.Agent({
-      keepAlive: true,
-      maxSockets: 16,
-      // Node's default roots plus the extra bundle (`ca` alone would replace them).
-      ...(ca !== undefined ? { ca: [...rootCertificates, ca.toString('utf8')] } : {}),
-      ...(options.insecure === true ? { rejectUnauthorized: false } : {}),
-    });
+    // Node's default roots plus the extra bundle (`ca` alone would replace them).
+    const roots = ca !== undefined ? { ca: [...rootCertificates, ca.toString('utf8')] } : {};
+    this.#https = new https.Agent({ keepAlive: true, maxSockets: 16, ...roots });
+    this.#insecureHostname = options.insecureHostname;
+    this.#httpsInsecure =
+      options.insecureHostname !== undefined
+        ? new https.Agent({ keepAlive: true, maxSockets: 16, ...roots, rejectUnauthorized: false })
+        : undefined;
     this.#attempts = Math.max(1, options.attempts ?? 4);
     this.#backoffMs = options.backoffMs ?? 250;
     this.#timeoutMs = options.timeoutMs ?? 60_000;
@@ -202,6 +207,7 @@ export class Transport {
   close(): void {
     this.#http.destroy();
     this.#https.destroy();
+    this.#httpsInsecure?.destroy();
   }
 
   /**
@@ -264,19 +270,20 @@ export class Transport {
       const onAbort = (): void => {
         r.destroy(new SlipwayError('INTERRUPTED', 'request cancelled'));
       };
-      const r = (secure ? https : http).request(
-        url,
-        { method: req.method, headers, agent: secure ? this.#https : this.#http },
-        (res) => {
-          if (settled) {
-            res.resume();
-            return;
-          }
-          settled = true;
-          signal?.removeEventListener('abort', onAbort);
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, url, stream: res });
-        },
-      );
+      const agent = !secure
+        ? this.#http
+        : url.hostname === this.#insecureHostname && this.#httpsInsecure !== undefined
+          ? this.#httpsInsecure
+          : this.#https;
+      const r = (secure ? https : http).request(url, { method: req.method, headers, agent }, (res) => {
+        if (settled) {
+          res.resume();
+          return;
+        }
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, url, stream: res });
+      });
       signal?.addEventListener('abort', onAbort, { once: true });
       r.setTimeout(this.#timeoutMs, () => {
         const e = new Error(`no answer within ${this.#timeoutMs} ms`) as NodeJS.ErrnoException;
@@ -294,6 +301,10 @@ export class Transport {
         source.on('error', (err) => {
           r.destroy(err);
           fail(err);
+        });
+        // A request that dies first (reset, abort) would leave the source, an open file, paused forever.
+        r.on('close', () => {
+          source.destroy();
         });
         source.pipe(r);
       }
