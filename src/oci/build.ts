@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { SlipwayError, fromSystemError } from '../core/errors.js';
+import { SlipwayError } from '../core/errors.js';
 import { silentReporter, type Reporter } from '../core/events.js';
 import { createParallelGzip } from '../archive/pgzip.js';
 import {
@@ -212,35 +212,10 @@ function checkOptions(o: OciBuildOptions): Checked {
 
 // ---------------------------------------------------------------- I/O
 
-/** Fails (changing nothing) unless `dir` is absent, an empty directory, or an image layout. */
+/** Fails (changing nothing) unless `dir` is absent, an empty directory, or a valid image layout. */
 async function checkOutput(dir: string): Promise<void> {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw fromSystemError(err, 'cannot read', dir);
-  }
-  if (!st.isDirectory()) {
-    throw new SlipwayError('OCI_LAYOUT_INVALID', `output '${dir}' exists and is not a directory`, {
-      where: dir,
-    });
-  }
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch (err) {
-    throw fromSystemError(err, 'cannot read directory', dir);
-  }
-  if (names.length === 0) return;
-  if (!names.includes(OCI_LAYOUT_FILE)) {
-    throw new SlipwayError(
-      'OCI_LAYOUT_INVALID',
-      `output '${dir}' is a non-empty directory that is not an OCI image layout (no oci-layout file)`,
-      { where: dir },
-    );
-  }
-  await OciLayout.open(dir);
+  await OciLayout.checkWritable(dir);
+  if (fs.existsSync(path.join(dir, OCI_LAYOUT_FILE))) await OciLayout.open(dir);
 }
 
 /** Plans every distinct rootfs (a source shared by platforms is read once); disposes all on error. */
