@@ -20,9 +20,10 @@ export const RELEASE_USAGE = `slipway release prepare|tag|build|upload [-C DIR] 
   tag [--force-tag]       official release commit, annotated tag VERSION merged back (-s ours); HEAD on the tag
   build [-o OUT] [--jobs N]
                           on the tag: source tarball, artifacts, .sha256 files, manifest.json, latest.json
-  upload [--env NAME] [-o OUT] [--noconfirm] [--branch B] [--concurrency N]
+  upload [--env NAME] [-o OUT] [--noconfirm] [--branch B] [--concurrency N] [--force-tag]
                           on the tag, to an environment of release.toml (default staging): release files,
-                          docs, container images, git push of branch and tag; latest.json last`;
+                          docs, container images, git push of branch and tag; latest.json last.
+                          --force-tag replaces the remote's tag VERSION when it differs (after tag --force-tag)`;
 
 const COMMON: Options = {
   dir: { type: 'string', short: 'C' },
@@ -59,6 +60,7 @@ export async function releaseCommand(argv: string[], ctx: CliContext): Promise<C
       noconfirm: { type: 'boolean' },
       branch: { type: 'string' },
       concurrency: { type: 'string' },
+      'force-tag': { type: 'boolean' },
     },
   };
   const own = sub === undefined ? undefined : extra[sub];
@@ -118,6 +120,7 @@ export async function releaseCommand(argv: string[], ctx: CliContext): Promise<C
     ...(branch !== undefined ? { branch } : {}),
     ...(concurrency !== undefined ? { concurrency } : {}),
     noconfirm: values.noconfirm === true,
+    forceTag: values['force-tag'] === true,
     confirm: (prompt) => readLine(prompt, ctx.signal),
     signal: ctx.signal,
   });

@@ -5,6 +5,10 @@
  * the root latest.json (layout: plan.ts). Byte-reproducible where the inputs
  * are: the source tarball comes from git (fixed mtimes) through a
  * deterministic gzip, and the jobs get SOURCE_DATE_EPOCH = the commit time.
+ *
+ * Cleaning empties the output directory, so it must hold nothing but what a build writes
+ * (a mistyped `-o ~` or `build.out = "src"` is refused, not emptied). A failed or cancelled
+ * build leaves only its logs (.build/logs): no half a release beside them to be mistaken for one.
  */
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
@@ -156,7 +160,44 @@ async function collectOutputs(plan: BuildPlan, job: BuildPlan['jobs'][number]): 
   }
 }
 
-/** The plan of a build, after the on-tag and clean-tree checks (shared with `release upload --dry-run`). */
+/** What a build writes in its output directory; anything else there means it is not one. */
+const BUILD_ENTRIES = new Set(['files', 'docs', 'oci', LATEST_FILE, SCRATCH_DIR]);
+
+/** Refuses to clean an output directory that holds anything a build did not write. */
+async function checkOutputDir(out: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await fsp.readdir(out);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw fromSystemError(err, 'cannot read the output directory', out);
+  }
+  const foreign = names.filter((n) => !BUILD_ENTRIES.has(n)).sort();
+  if (foreign.length > 0) {
+    throw new SlipwayError(
+      'INVALID_ARGUMENT',
+      `the output directory ${out} holds ${foreign
+        .slice(0, 5)
+        .map((n) => JSON.stringify(n))
+        .join(
+          ', ',
+        )}${foreign.length > 5 ? ', …' : ''}, which no release build wrote; a build empties its output directory first: pick a new or empty one`,
+      { where: out },
+    );
+  }
+}
+
+/** After a failure: everything but the logs, so no partial release stays in the output directory. */
+async function removePartialOutput(out: string): Promise<void> {
+  for (const name of BUILD_ENTRIES) {
+    await fsp.rm(path.join(out, name === SCRATCH_DIR ? path.join(SCRATCH_DIR, 'work') : name), {
+      recursive: true,
+      force: true,
+    });
+  }
+}
+
+/** The plan of a build, after the on-tag, clean-tree and output-directory checks. */
 export async function prepareBuild(ws: Workspace, options: BuildOptions): Promise<BuildPlan> {
   const commit = await requireOnTag(ws, 'build');
   await requireCleanTree(ws, 'build');
@@ -177,6 +218,7 @@ export async function prepareBuild(ws: Workspace, options: BuildOptions): Promis
       },
     );
   }
+  await checkOutputDir(plan.out);
   return plan;
 }
 
@@ -209,6 +251,27 @@ export async function buildRelease(options: BuildOptions = {}): Promise<BuildRes
     throw fromSystemError(err, 'cannot prepare the output directory', plan.out);
   }
 
+  let result: { files: ManifestFile[]; manifestSha256: string };
+  try {
+    result = await runBuild(ws, plan, options, jobEnv, reporter);
+  } catch (err) {
+    await removePartialOutput(plan.out).catch(() => undefined);
+    throw err;
+  }
+  await fsp.rm(scratch, { recursive: true, force: true });
+  return { plan, dryRun: false, ...result };
+}
+
+/** The jobs, the docs, the checksums, manifest.json and latest.json (last: it marks a complete build). */
+async function runBuild(
+  ws: Workspace,
+  plan: BuildPlan,
+  options: BuildOptions,
+  jobEnv: NodeJS.ProcessEnv,
+  reporter: Reporter,
+): Promise<{ files: ManifestFile[]; manifestSha256: string }> {
+  const filesDir = path.join(plan.out, 'files');
+  const scratch = path.join(plan.out, SCRATCH_DIR);
   const jobs: Job[] = [
     {
       name: 'source',
@@ -268,6 +331,5 @@ export async function buildRelease(options: BuildOptions = {}): Promise<BuildRes
   await writeFileAtomic(path.join(filesDir, MANIFEST_FILE), manifest);
   const manifestSha256 = sha256Hex(manifest);
   await writeFileAtomic(path.join(plan.out, LATEST_FILE), renderLatest(plan, manifestSha256));
-  await fsp.rm(scratch, { recursive: true, force: true });
-  return { plan, dryRun: false, files, manifestSha256 };
+  return { files, manifestSha256 };
 }

@@ -407,6 +407,10 @@ function environment(
   if (endpoint !== undefined && !/^https?:\/\/[^\s/]+(\/.*)?$/.test(endpoint)) {
     c.fail([...sp, 'endpoint'], `must be an http(s) URL, found ${JSON.stringify(endpoint)}`);
   }
+  if (endpoint !== undefined && /^https?:\/\/[^/]*@/.test(endpoint)) {
+    // user:secret@host would put a credential in the file (and in every plan printed).
+    c.fail([...sp, 'endpoint'], 'credentials do not belong in release.toml: give the endpoint without user@');
+  }
   const bucket = (key: string): string | undefined => {
     const b = c.optionalString(s, key, sp);
     if (b !== undefined && !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(b)) {

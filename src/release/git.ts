@@ -119,6 +119,20 @@ export class Git {
     return r.code === 0 ? r.stdout.trim() : undefined;
   }
 
+  /**
+   * What `remote` holds for these exact ref names (ls-remote matches by suffix and adds peeled
+   * `^{}` lines; only exact names are kept): ref name → object id, absent refs left out.
+   */
+  async remoteRefs(remote: string, refs: readonly string[]): Promise<Map<string, string>> {
+    const out = await this.run(['ls-remote', remote, ...refs]);
+    const found = new Map<string, string>();
+    for (const line of out.split('\n')) {
+      const [id, name] = line.split('\t');
+      if (id !== undefined && name !== undefined && refs.includes(name)) found.set(name, id);
+    }
+    return found;
+  }
+
   async tags(): Promise<string[]> {
     return (await this.run(['tag', '--list'])).split('\n').filter((t) => t !== '');
   }

@@ -207,7 +207,17 @@ export interface RegistryPush {
 export interface PublishPlan {
   env: string;
   registries: RegistryPush[];
-  git: { remote: string; branch?: string; tag: string };
+  git: {
+    remote: string;
+    branch?: string;
+    tag: string;
+    /**
+     * The tag object the remote holds for VERSION when it differs from the local one (a release
+     * re-tagged with `tag --force-tag`): replaced only with `upload --force-tag`, and then only
+     * if the remote still holds exactly this object (--force-with-lease).
+     */
+    replacesRemoteTag?: string;
+  };
 }
 
 /**
@@ -221,6 +231,8 @@ export function planPublish(args: {
   out: string;
   newest: boolean;
   branch: string | undefined;
+  /** See PublishPlan.git.replacesRemoteTag. */
+  replacesRemoteTag?: string;
 }): PublishPlan {
   const { config, env, version: v } = args;
   return {
@@ -237,6 +249,7 @@ export function planPublish(args: {
       remote: env.gitRemote,
       ...(args.branch !== undefined ? { branch: args.branch } : {}),
       tag: v.version,
+      ...(args.replacesRemoteTag !== undefined ? { replacesRemoteTag: args.replacesRemoteTag } : {}),
     },
   };
 }
@@ -248,8 +261,9 @@ export function formatPublishPlan(plan: PublishPlan): string {
     for (const r of plan.registries)
       lines.push(`  oci/${r.layout} → ${r.target}:{${r.tags.join(',')}}${r.insecure ? ' (insecure)' : ''}`);
   }
+  const g = plan.git;
   lines.push(
-    `git push ${plan.git.remote} ${plan.git.branch !== undefined ? `${plan.git.branch} ` : ''}${plan.git.tag} (before latest.json)`,
+    `git push ${g.remote} ${g.branch !== undefined ? `${g.branch} ` : ''}${g.tag} (before latest.json)${g.replacesRemoteTag !== undefined ? `; replaces ${g.remote}'s tag ${g.tag} (${g.replacesRemoteTag.slice(0, 12)}), --force-tag` : ''}`,
   );
   return lines.join('\n');
 }

@@ -6,6 +6,14 @@
  * push of the branch and tag run in its `beforeLatest` hook, so latest.json
  * is the very last write: nobody sees a release before all of it is out,
  * and a re-run after any failure finishes the job (everything is idempotent).
+ *
+ * The git remote is read before anything is published, because a push refused after the S3
+ * upload would fail the same way on every re-run: the remote's branch must be an ancestor of
+ * the local one, and the remote's tag VERSION, when there is one, must be the local tag. A
+ * release re-tagged with `release tag --force-tag` after its tag was pushed has a different tag
+ * there: upload refuses it (RELEASE_TAG_EXISTS naming the remote) unless given `--force-tag`
+ * too, and then replaces only that tag, only if the remote still holds the object it saw
+ * (`git push --force-with-lease`), so a tag someone else moved meanwhile is never clobbered.
  */
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -40,6 +48,8 @@ export interface UploadOptions extends WorkspaceOptions {
   confirm?: (prompt: string) => Promise<string>;
   /** The branch to push (default: the one local branch that merged the tag). */
   branch?: string;
+  /** Replace a different tag VERSION on the git remote (a release re-tagged with `tag --force-tag`). */
+  forceTag?: boolean;
   concurrency?: number;
   signal?: AbortSignal;
   reporter?: Reporter;
@@ -64,6 +74,9 @@ export function formatUploadStepPlan(r: Pick<UploadStepResult, 's3' | 'publish'>
 async function releaseBranch(ws: Workspace, given: string | undefined): Promise<string> {
   const v = ws.version.version;
   if (given !== undefined) {
+    if ((await ws.git.tryRun(['check-ref-format', `refs/heads/${given}`])).code !== 0) {
+      throw new SlipwayError('INVALID_ARGUMENT', `--branch ${JSON.stringify(given)} is not a branch name`);
+    }
     const ok = await ws.git.tryRun(['merge-base', '--is-ancestor', `refs/tags/${v}`, `refs/heads/${given}`]);
     if (ok.code !== 0) {
       throw new SlipwayError(
@@ -92,6 +105,48 @@ async function releaseBranch(ws: Workspace, given: string | undefined): Promise<
       : `several branches contain the tag ${v} (${branches.join(', ')}): name one with --branch`,
     { where: ws.dir },
   );
+}
+
+/**
+ * Reads the remote's branch and tag (see the top of this file). Returns the remote's tag object
+ * when `--force-tag` is to replace it; throws when a push would be refused.
+ */
+async function checkRemote(
+  ws: Workspace,
+  remote: string,
+  branch: string,
+  forceTag: boolean,
+): Promise<string | undefined> {
+  const v = ws.version.version;
+  const tagRef = `refs/tags/${v}`;
+  const branchRef = `refs/heads/${branch}`;
+  const there = await ws.git.remoteRefs(remote, [tagRef, branchRef]);
+  const localTag = (await ws.git.run(['rev-parse', '--verify', tagRef])).trim();
+  const remoteTag = there.get(tagRef);
+  let replaces: string | undefined;
+  if (remoteTag !== undefined && remoteTag !== localTag) {
+    if (!forceTag) {
+      throw new SlipwayError(
+        'RELEASE_TAG_EXISTS',
+        `the git remote ${remote} has another tag ${v} (${remoteTag.slice(0, 12)}; here ${localTag.slice(0, 12)}), so its push would be refused: after \`release tag --force-tag\`, replace it with \`release upload --force-tag\``,
+        { where: `${remote} ${tagRef}` },
+      );
+    }
+    replaces = remoteTag;
+  }
+  const remoteBranch = there.get(branchRef);
+  if (remoteBranch !== undefined) {
+    // Not an ancestor, or not even known here: the remote moved on since the last fetch.
+    const r = await ws.git.tryRun(['merge-base', '--is-ancestor', remoteBranch, branchRef]);
+    if (r.code !== 0) {
+      throw new SlipwayError(
+        'RELEASE_GIT_FAILED',
+        `the branch ${branch} of the git remote ${remote} (${remoteBranch.slice(0, 12)}) is not in the local ${branch}, so its push would be refused: git pull ${remote} ${branch} on ${branch}, then upload again`,
+        { where: `${remote} ${branchRef}` },
+      );
+    }
+  }
+  return replaces;
 }
 
 /** latest.json of the build must be this commit's: a build from another commit is not this release. */
@@ -129,6 +184,7 @@ export async function uploadRelease(options: UploadOptions = {}): Promise<Upload
   const out = outputDir(ws, options.out);
   await checkBuild(out, head);
   const branch = await releaseBranch(ws, options.branch);
+  const replacesRemoteTag = await checkRemote(ws, env.gitRemote, branch, options.forceTag === true);
   const publish = planPublish({
     config: ws.config,
     env,
@@ -136,6 +192,7 @@ export async function uploadRelease(options: UploadOptions = {}): Promise<Upload
     out,
     newest: isNewestRelease(v.version, await ws.git.tags()),
     branch,
+    ...(replacesRemoteTag !== undefined ? { replacesRemoteTag } : {}),
   });
   for (const r of publish.registries) {
     try {
@@ -208,6 +265,9 @@ export async function uploadRelease(options: UploadOptions = {}): Promise<Upload
     await ws.git.run([
       'push',
       '--quiet',
+      ...(g.replacesRemoteTag !== undefined
+        ? [`--force-with-lease=refs/tags/${g.tag}:${g.replacesRemoteTag}`]
+        : []),
       g.remote,
       ...(g.branch !== undefined ? [`refs/heads/${g.branch}:refs/heads/${g.branch}`] : []),
       `refs/tags/${g.tag}:refs/tags/${g.tag}`,

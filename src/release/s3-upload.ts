@@ -430,6 +430,7 @@ async function readBuild(
 /** Every regular file under docs/, hashed, with its '/'-separated path as `rel`. */
 async function readDocs(root: string, concurrency: number, signal: AbortSignal): Promise<LocalFile[]> {
   const found: { rel: string; path: string; size: number; stamp: string }[] = [];
+  const realRoot = await fsp.realpath(root);
   const walk = async (dir: string, rel: string): Promise<void> => {
     let names: string[];
     try {
@@ -442,6 +443,12 @@ async function readDocs(root: string, concurrency: number, signal: AbortSignal):
       const r = rel === '' ? name : `${rel}/${name}`;
       const lst = await fsp.lstat(p, { bigint: true });
       const st = lst.isSymbolicLink() ? await statOrInvalid(p) : lst;
+      if (lst.isSymbolicLink()) {
+        // Docs are public: a link out of docs/ (say, to ~/.aws/credentials) must not publish its target.
+        const target = path.relative(realRoot, await fsp.realpath(p));
+        if (target === '..' || target.startsWith(`..${path.sep}`) || path.isAbsolute(target))
+          throw buildInvalid(`${p} links to a file outside ${root}; docs/ must not link out of itself`, p);
+      }
       if (st.isDirectory()) {
         // A linked directory could loop or leave the tree: the docs are a plain tree.
         if (lst.isSymbolicLink())

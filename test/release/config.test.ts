@@ -141,6 +141,11 @@ test('config errors name file:line and the key', () => {
       /^environments\.staging\.s3\.secret_access_key: credentials do not belong in release\.toml/,
     ],
     [
+      `${MINIMAL}[environments.staging.s3]\nreleases_bucket = "bkt"\nendpoint = "https://AKIA:hunter2@s3.example.net"\n`,
+      'r.toml:10',
+      /^environments\.staging\.s3\.endpoint: credentials do not belong in release\.toml/,
+    ],
+    [
       `${MINIMAL}[environments.Prod.s3]\nreleases_bucket = "bkt"\n`,
       'r.toml:8',
       /^environments\.Prod: invalid environment name/,

@@ -3,7 +3,7 @@
 // awscli, the registry's API and git. Without the S3 service this test fails (it never skips).
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -288,6 +288,22 @@ test('prepare → tag → build → upload through the CLI; re-runs finish or se
   const fetched = path.join(tmp, 'latest.json');
   aws('s3', 'cp', `s3://${BUCKETS.releases}/${latestKey}`, fetched);
   assert.equal(fs.readFileSync(fetched, 'utf8'), fs.readFileSync(path.join(out, 'latest.json'), 'utf8'));
+  // awscli's own listing and download: every file there, with the bytes the manifest names.
+  const listed = aws('s3', 'ls', '--recursive', `s3://${BUCKETS.releases}/${prefix}`)
+    .trim()
+    .split('\n')
+    .map((l) => l.replace(/^\S+ \S+ +\d+ /, ''))
+    .sort();
+  assert.deepEqual(listed, files.map((f) => prefix + f).sort());
+  const downloaded = path.join(tmp, 'downloaded');
+  aws('s3', 'cp', '--recursive', '--only-show-errors', `s3://${BUCKETS.releases}/${prefix}`, downloaded);
+  for (const f of manifest.files) {
+    const data = fs.readFileSync(path.join(downloaded, f.name));
+    assert.equal(createHash('sha256').update(data).digest('hex'), f.sha256, f.name);
+  }
+  execFileSync('sha256sum', ['--quiet', '-c', ...files.filter((f) => f.endsWith('.sha256'))], {
+    cwd: downloaded,
+  });
   // Docs under manual/<MAJOR>/ and, the release being official, manual/stable/.
   const docs = keys(BUCKETS.docs);
   assert.ok(docs.includes('manual/1.2/release-notes/rl-1.2.md'), docs.join(', '));
@@ -318,4 +334,35 @@ test('prepare → tag → build → upload through the CLI; re-runs finish or se
   assert.deepEqual(keys(BUCKETS.production), []);
   ok(slipway(dir, ['upload', '--env', 'production'], { input: 'I want to release this to production\n' }));
   assert.deepEqual(keys(BUCKETS.production), expected);
+
+  // Re-tagged after the push (tag --force-tag), rebuilt: upload refuses the remote's other tag
+  // before writing anything; with --force-tag it replaces that tag and publishes the new build.
+  const remoteTag = (): string =>
+    execFileSync('/usr/bin/git', ['--git-dir', `${dir}.git`, 'rev-parse', 'refs/tags/1.2.0^{commit}'], {
+      encoding: 'utf8',
+    }).trim();
+  const firstRelease = remoteTag();
+  git(dir, 'checkout', '-q', 'main');
+  ok(slipway(dir, ['tag', '--force-tag']));
+  ok(slipway(dir, ['build']));
+  const retagged = git(dir, 'rev-parse', 'HEAD');
+  assert.notEqual(retagged, firstRelease);
+  const latestBefore = head(BUCKETS.releases, latestKey);
+  const retagRefused = slipway(dir, ['upload', '--env', 'local']);
+  assert.equal(retagRefused.status, 2, retagRefused.stderr);
+  assert.match(retagRefused.stderr, /error\[RELEASE_TAG_EXISTS\].*git remote origin has another tag 1\.2\.0/);
+  assert.deepEqual(keys(BUCKETS.releases), expected);
+  assert.deepEqual(head(BUCKETS.releases, latestKey), latestBefore);
+  assert.equal(remoteTag(), firstRelease);
+  const dryForced = ok(slipway(dir, ['upload', '--env', 'local', '--dry-run', '--force-tag']));
+  assert.match(dryForced.stdout, /replaces origin's tag 1\.2\.0 .*--force-tag/);
+  assert.equal(remoteTag(), firstRelease);
+  ok(slipway(dir, ['upload', '--env', 'local', '--force-tag']));
+  assert.equal(remoteTag(), retagged);
+  aws('s3', 'cp', `s3://${BUCKETS.releases}/${latestKey}`, fetched);
+  assert.equal(
+    (JSON.parse(fs.readFileSync(fetched, 'utf8')) as { commit: string }).commit,
+    retagged,
+    'latest.json names the re-tagged build',
+  );
 });

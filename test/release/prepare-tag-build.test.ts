@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { isSlipwayError, type ErrorCode } from '../../src/core/errors.js';
 import { buildRelease } from '../../src/release/build.js';
 import { prepareRelease } from '../../src/release/prepare.js';
+import { uploadRelease } from '../../src/release/publish.js';
 import { tagRelease } from '../../src/release/tag.js';
 import {
   checkBuildFiles,
@@ -401,9 +402,153 @@ test('build failures: a failing job and a missing artifact are RELEASE_BUILD_FAI
       isSlipwayError(err, 'RELEASE_BUILD_FAILED') &&
       /did not produce widget-1\.2\.0-riscv64-linux\.tar\.gz/.test(err.message),
   );
+  // A failed build leaves its logs and nothing else: no partial files/, docs/ or oci/.
+  const failedOut = path.join(missing, 'out/release/1.2.0');
+  assert.deepEqual(fs.readdirSync(failedOut), ['.build']);
+  assert.deepEqual(fs.readdirSync(path.join(failedOut, '.build')), ['logs']);
+  assert.ok(fs.readdirSync(path.join(failedOut, '.build/logs')).length > 0);
+});
+
+test('build never empties an output directory holding files it did not write (-o or build.out)', async () => {
+  const dir = product((d) => {
+    const f = path.join(d, 'release.toml');
+    fs.writeFileSync(f, fs.readFileSync(f, 'utf8').replace('out = "out/release/{version}"', 'out = "src"'));
+  });
+  await tagRelease({ dir, env: ENV });
+  // build.out names a directory of the repository: refused, the sources stay (dry run too).
+  await refuses(dir, () => buildRelease({ dir, env: ENV, dryRun: true }), 'INVALID_ARGUMENT', /"widget\.sh"/);
+  await refuses(dir, () => buildRelease({ dir, env: ENV }), 'INVALID_ARGUMENT', /"widget\.sh"/);
+  // -o at a directory of someone's files.
+  const elsewhere = fs.mkdtempSync(path.join(tmp, 'home-'));
+  fs.writeFileSync(path.join(elsewhere, 'thesis.tex'), 'years of work');
+  fs.mkdirSync(path.join(elsewhere, 'files'));
+  await refuses(
+    dir,
+    () => buildRelease({ dir, env: ENV, out: elsewhere }),
+    'INVALID_ARGUMENT',
+    /"thesis\.tex", which no release build wrote/,
+  );
+  assert.deepEqual(fs.readdirSync(elsewhere).sort(), ['files', 'thesis.tex']);
+});
+
+test('a second release of the same MAJOR: its section on top, the summary left alone, one commit', async () => {
+  const dir = product();
+  await prepareRelease({ dir, env: ENV });
+  const summary = fs.readFileSync(path.join(dir, 'doc/manual/src/SUMMARY.md'), 'utf8');
+  fs.writeFileSync(
+    path.join(dir, 'version.json'),
+    '{\n  "version": "1.2.1",\n  "release_name": "Harbor",\n  "official_release": false\n}\n',
+  );
+  fs.mkdirSync(path.join(dir, 'doc/manual/rl-next')); // the first prepare removed it with its fragments
+  fs.writeFileSync(
+    path.join(dir, 'doc/manual/rl-next/crash.md'),
+    '---\nsynopsis: Fix a crash on empty input\ncategory: Fixes\nsignificance: significant\n---\n',
+  );
+  git(dir, 'add', '-A');
+  git(dir, 'commit', '-q', '-m', '1.2.1');
+  const base = git(dir, 'rev-parse', 'HEAD');
+  const r = await prepareRelease({ dir, env: { ...ENV, SOURCE_DATE_EPOCH: '1717286400' } }); // 2024-06-02
+  assert.equal(r.plan.notesCreated, false);
+  assert.equal(r.plan.summary, undefined);
+  assert.equal(git(dir, 'rev-parse', 'HEAD^'), base);
+  assert.equal(fs.readFileSync(path.join(dir, 'doc/manual/src/SUMMARY.md'), 'utf8'), summary);
   assert.equal(
-    fs.existsSync(path.join(missing, 'out/release/1.2.0/latest.json')),
-    false,
-    'no latest.json for a failed build',
+    git(dir, 'show', '--name-status', '--format=', 'HEAD'),
+    'D\tdoc/manual/rl-next/crash.md\nM\tdoc/manual/src/release-notes/rl-1.2.md',
+  );
+  assert.equal(
+    fs.readFileSync(path.join(dir, 'doc/manual/src/release-notes/rl-1.2.md'), 'utf8'),
+    NOTES.replace(
+      '# Widget 1.2.0 (2024-05-01)',
+      '# Widget 1.2.1 (2024-06-02)\n\n## Fixes\n\n- Fix a crash on empty input\n\n# Widget 1.2.0 (2024-05-01)',
+    ),
+  );
+});
+
+/** A build stand-in for upload's first check (latest.json names HEAD): upload's git checks come before it reads more. */
+function fakeBuild(dir: string): void {
+  const out = path.join(dir, 'out/release/1.2.0');
+  fs.mkdirSync(out, { recursive: true });
+  fs.writeFileSync(path.join(out, 'latest.json'), JSON.stringify({ commit: git(dir, 'rev-parse', 'HEAD') }));
+}
+
+function remoteRefs(dir: string): string {
+  return execFileSync(
+    '/usr/bin/git',
+    ['--git-dir', `${dir}.git`, 'for-each-ref', '--format=%(refname) %(objectname)'],
+    {
+      encoding: 'utf8',
+    },
+  );
+}
+
+/** The example with its S3 endpoint on a closed port: these refusals must come before any S3 request. */
+function productNoS3(): string {
+  return product((d) => {
+    const f = path.join(d, 'release.toml');
+    fs.writeFileSync(f, fs.readFileSync(f, 'utf8').replace('http://127.0.0.1:7480', 'http://127.0.0.1:9'));
+  });
+}
+
+test('upload refuses what git would refuse, before publishing anything: a re-tagged release, a moved remote branch', async () => {
+  // Tagged and pushed, then re-tagged (tag --force-tag): the remote holds the first tag.
+  const dir = productNoS3();
+  await tagRelease({ dir, env: ENV });
+  git(dir, 'push', '-q', 'origin', 'main', '1.2.0');
+  const pushed = remoteRefs(dir);
+  git(dir, 'checkout', '-q', 'main');
+  await tagRelease({ dir, env: ENV, forceTag: true });
+  fakeBuild(dir);
+  for (const dryRun of [true, false]) {
+    await refuses(
+      dir,
+      () => uploadRelease({ dir, env: ENV, environment: 'local', dryRun, noconfirm: true }),
+      'RELEASE_TAG_EXISTS',
+      /git remote origin has another tag 1\.2\.0 .*release upload --force-tag/,
+    );
+  }
+  assert.equal(remoteRefs(dir), pushed, 'the remote is untouched');
+  // The build of the first tag (latest.json names its commit) is not this release's.
+  const latest = path.join(dir, 'out/release/1.2.0/latest.json');
+  fs.writeFileSync(latest, JSON.stringify({ commit: git(dir, 'rev-parse', 'HEAD^') }));
+  await refuses(
+    dir,
+    () => uploadRelease({ dir, env: ENV, environment: 'local', forceTag: true }),
+    'RELEASE_BUILD_INVALID',
+    /is of commit .* but HEAD is .*run slipway release build again/,
+  );
+  fs.rmSync(latest);
+  await refuses(
+    dir,
+    () => uploadRelease({ dir, env: ENV, environment: 'local', forceTag: true }),
+    'RELEASE_BUILD_INVALID',
+    /no complete build/,
+  );
+  assert.equal(remoteRefs(dir), pushed);
+
+  // Someone pushed to the remote's main meanwhile: the branch push would be refused.
+  const other = productNoS3();
+  await tagRelease({ dir: other, env: ENV });
+  git(other, 'push', '-q', 'origin', 'main', '1.2.0');
+  const clone = fs.mkdtempSync(path.join(tmp, 'clone-'));
+  execFileSync('/usr/bin/git', ['clone', '-q', `${other}.git`, clone], { env: ENV });
+  fs.writeFileSync(path.join(clone, 'NEWS'), 'news\n');
+  git(clone, 'add', 'NEWS');
+  git(clone, 'commit', '-q', '-m', 'news');
+  git(clone, 'push', '-q', 'origin', 'main');
+  const moved = remoteRefs(other);
+  fakeBuild(other);
+  await refuses(
+    other,
+    () => uploadRelease({ dir: other, env: ENV, environment: 'local', noconfirm: true }),
+    'RELEASE_GIT_FAILED',
+    /branch main of the git remote origin .* is not in the local main.*git pull origin main/,
+  );
+  assert.equal(remoteRefs(other), moved);
+  // A --branch that is not a branch name.
+  await refuses(
+    other,
+    () => uploadRelease({ dir: other, env: ENV, environment: 'local', branch: 'main:refs/heads/x' }),
+    'INVALID_ARGUMENT',
   );
 });

@@ -735,6 +735,13 @@ describe('release upload to S3 (Ceph RGW)', () => {
         'docs',
       ],
       [
+        'a docs link out of docs/ (its target would be published)',
+        (b) => {
+          fs.symlinkSync(path.join(b.dir, 'files', 'demo.img'), path.join(b.dir, 'docs', 'leak.bin'));
+        },
+        'leak.bin',
+      ],
+      [
         'no manifest.json',
         (b) => {
           fs.rmSync(path.join(files(b), 'manifest.json'));
