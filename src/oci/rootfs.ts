@@ -28,7 +28,8 @@
  *
  * Refused (OCI_ROOTFS_INVALID, naming the source and the entry): absolute
  * names, `..`, entries below a symlink or file (an escape when unpacked),
- * duplicate names, hard links to nothing or to a non-file, whiteout names
+ * duplicate names (but a directory listed twice is accepted, the last entry's
+ * metadata winning, as layer archives repeat ancestors), hard links to nothing or to a non-file, whiteout names
  * (`.wh.*`: a runtime would delete instead of create), names that are not
  * UTF-8.
  */
@@ -209,7 +210,19 @@ export class RootfsTree {
     const leaf = e.parts[e.parts.length - 1] as string;
     const existing = dir.children?.get(leaf);
     if (existing !== undefined) {
-      if (!existing.implicit) throw invalid(this.source, e.raw, 'duplicate name');
+      if (!existing.implicit) {
+        // A directory listed again is normal in archives (omicron-package writes every ancestor
+        // before each mapped path): the last entry's metadata wins, as when tar extracts it.
+        // Any other repeated name is ambiguous content and refused.
+        if (existing.type !== 'directory' || e.type !== 'directory') {
+          throw invalid(this.source, e.raw, 'duplicate name');
+        }
+        existing.raw = e.raw;
+        existing.mode = e.mode & 0o7777;
+        existing.uid = e.uid;
+        existing.gid = e.gid;
+        return;
+      }
       if (e.type !== 'directory') {
         throw invalid(
           this.source,

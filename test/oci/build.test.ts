@@ -499,6 +499,13 @@ test('refused: absolute names, duplicates, whiteouts, dangling hard links, a dir
       ],
       /entry '\.\/a': duplicate name/,
     ],
+    [
+      [
+        { name: 'd/', type: '5' },
+        { name: 'd', data: 'x' },
+      ],
+      /entry 'd': duplicate name/,
+    ],
     [[{ name: 'etc/.wh.motd', data: '' }], /whiteout/],
     [
       [{ name: 'link', type: '1', linkname: 'missing' }],
@@ -786,4 +793,19 @@ test('rootfs tree: canonical order, implicit parents 0755, a hard link before it
   assert.deepEqual(e[1]?.data, { file: 'x', offset: 512 });
   assert.equal(e[1]?.size, 5);
   assert.deepEqual([e[3]?.devmajor, e[3]?.devminor], [1, 3]);
+});
+
+test('rootfs tree: a directory listed twice (as layer archives repeat ancestors) keeps the last metadata', () => {
+  const t = new RootfsTree('zone.tar.gz');
+  const base = { uid: 0, gid: 0, size: 0, linkname: '', devmajor: 0, devminor: 0 };
+  t.add({ ...base, raw: 'root/var/', parts: ['var'], type: 'directory', mode: 0o755 });
+  t.add({ ...base, raw: 'root/var/svc/', parts: ['var', 'svc'], type: 'directory', mode: 0o755 });
+  t.add({ ...base, raw: 'root/var/', parts: ['var'], type: 'directory', mode: 0o750, uid: 2 });
+  assert.deepEqual(
+    t.entries().map((x) => [x.path, x.mode.toString(8), x.uid]),
+    [
+      ['var', '750', 2],
+      ['var/svc', '755', 0],
+    ],
+  );
 });
