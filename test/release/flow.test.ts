@@ -330,6 +330,7 @@ test('prepare → tag → build → upload through the CLI; re-runs finish or se
   // Production: without the typed phrase, nothing; with it, the release is there.
   const refused = slipway(dir, ['upload', '--env', 'production'], { input: 'yes\n' });
   assert.equal(refused.status, 2, refused.stderr);
+  assert.match(refused.stderr, /Type "I want to release this to production" to go on: /);
   assert.match(refused.stderr, /error\[RELEASE_NOT_CONFIRMED\]/);
   assert.deepEqual(keys(BUCKETS.production), []);
   ok(slipway(dir, ['upload', '--env', 'production'], { input: 'I want to release this to production\n' }));
@@ -364,5 +365,19 @@ test('prepare → tag → build → upload through the CLI; re-runs finish or se
     (JSON.parse(fs.readFileSync(fetched, 'utf8')) as { commit: string }).commit,
     retagged,
     'latest.json names the re-tagged build',
+  );
+
+  // Production with --noconfirm: no prompt (stdin is empty: a prompt would read nothing and refuse),
+  // and the re-tagged build goes out.
+  const unprompted = ok(slipway(dir, ['upload', '--env', 'production', '--noconfirm']));
+  assert.doesNotMatch(unprompted.stderr, /Type "|I want to release this to production/);
+  assert.doesNotMatch(unprompted.stdout, /Type "|I want to release this to production/);
+  assert.match(unprompted.stderr, /uploaded s3:\/\/flow-prod-/);
+  assert.deepEqual(keys(BUCKETS.production), expected);
+  aws('s3', 'cp', `s3://${BUCKETS.production}/${latestKey}`, fetched);
+  assert.equal(
+    (JSON.parse(fs.readFileSync(fetched, 'utf8')) as { commit: string }).commit,
+    retagged,
+    'production latest.json names the re-tagged build',
   );
 });

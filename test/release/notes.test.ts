@@ -1,53 +1,84 @@
 // Release notes from fragments, against vectors written by hand from the spec's rules
-// (specs/release-process.md, "prepare") and the rendering documented in src/release/notes.ts.
+// (specs/release-process.md, "prepare") and the rendering documented in src/release/notes.ts:
+// the renderings are in test/vectors/release-notes/ (see its README); the error cases stay here.
 import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { isSlipwayError, type ErrorCode } from '../../src/core/errors.js';
-import type { VersionInfo } from '../../src/release/config.js';
+import type { NotesConfig, VersionInfo } from '../../src/release/config.js';
 import {
   insertSummaryEntry,
   parseAuthors,
   parseFragment,
   pluralList,
   renderReleaseNotes,
+  type Author,
   type Fragment,
+  type RenderNotesInput,
 } from '../../src/release/notes.js';
 
-const AUTHORS = parseAuthors(
-  `alice:
-  display_name: Alice Liddell
-  github: aliddell
-bob:
-  display_name: Bob
-carol:
-  display_name: Carol
-  url: https://carol.example.org
-dave: {}
-`,
-  'change-authors.yml',
-);
-const LINKS = {
-  issues: 'https://git.example/widget/issues/{id}',
-  prs: 'https://git.example/widget/pulls/{id}',
-  cls: 'https://review.example/c/{id}',
-};
-const V120: VersionInfo = { version: '1.2.0', major: '1.2', name: 'Harbor', official: false };
-const V121: VersionInfo = { version: '1.2.1', major: '1.2', name: 'Harbor', official: false };
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const vectors = path.join(repo, 'test/vectors/release-notes');
+
+interface NotesCase {
+  input: RenderNotesInput;
+  /** The hand-written expected rl-<MAJOR>.md. */
+  expected: string;
+}
+
+/** test/vectors/release-notes/<name>/: rl-next/*.md, change-authors.yml, case.json, existing.md?, expected.md. */
+function loadCase(name: string): NotesCase {
+  const dir = path.join(vectors, name);
+  const read = (file: string): string => readFileSync(path.join(dir, file), 'utf8');
+  const c = JSON.parse(read('case.json')) as {
+    product: string;
+    version: VersionInfo;
+    date: string;
+    links: NotesConfig['links'];
+    notesFile: string;
+  };
+  const next = path.join(dir, 'rl-next');
+  const fragments: Fragment[] = existsSync(next)
+    ? readdirSync(next)
+        .filter((f) => f.endsWith('.md'))
+        .sort()
+        .map((f) => ({ file: `rl-next/${f}`, text: read(`rl-next/${f}`) }))
+    : [];
+  const input: RenderNotesInput = {
+    product: c.product,
+    version: c.version,
+    date: c.date,
+    fragments,
+    authors: parseAuthors(read('change-authors.yml'), 'change-authors.yml'),
+    links: c.links,
+    notesFile: c.notesFile,
+  };
+  if (existsSync(path.join(dir, 'existing.md'))) input.existing = read('existing.md');
+  return { input, expected: read('expected.md') };
+}
+
+function renders(name: string): NotesCase {
+  const c = loadCase(name);
+  assert.equal(renderReleaseNotes(c.input), c.expected, name);
+  return c;
+}
+
+// The error cases below run against the vectors' authors file and inputs.
+const BASE = loadCase('entry-links-body-credits').input;
+const AUTHORS: ReadonlyMap<string, Author> = BASE.authors;
 
 function frag(file: string, meta: string, body = ''): Fragment {
   return { file: `rl-next/${file}`, text: `---\n${meta}\n---\n${body}` };
 }
 
-function render(fragments: Fragment[], v = V120, existing?: string, date = '2024-05-01'): string {
+function render(fragments: Fragment[], v: VersionInfo = BASE.version, existing?: string): string {
   return renderReleaseNotes({
-    product: 'Widget',
+    ...BASE,
     version: v,
-    date,
     fragments,
-    authors: AUTHORS,
-    links: LINKS,
     ...(existing !== undefined ? { existing } : {}),
-    notesFile: 'rl-1.2.md',
   });
 }
 
@@ -61,153 +92,28 @@ function rejects(fn: () => unknown, code: ErrorCode, where: string, message: Reg
 }
 
 test('categories in the spec order; significant first, then by file name; Miscellany by default', () => {
-  const fragments = [
-    frag('zz-misc.md', 'synopsis: Tidy the logs'),
-    frag('b-fix.md', 'synopsis: Fix B\ncategory: Fixes'),
-    frag('a-fix.md', 'synopsis: Fix A\ncategory: Fixes'),
-    frag('c-fix.md', 'synopsis: Fix C (important)\ncategory: Fixes\nsignificance: significant'),
-    frag('dev.md', 'synopsis: Faster CI\ncategory: Development'),
-    frag('break.md', 'synopsis: Drop the v1 API\ncategory: Breaking Changes'),
-    frag('pkg.md', 'synopsis: Debian packages\ncategory: Packaging\nsignificance: normal'),
-    frag('feat.md', 'synopsis: Gizmos\ncategory: Features'),
-    frag('impr.md', 'synopsis: Quicker spin-up\ncategory: Improvements'),
-  ];
-  assert.equal(
-    render(fragments),
-    `# Widget 1.2 "Harbor" (2024-05-01)
-
-# Widget 1.2.0 (2024-05-01)
-
-## Breaking Changes
-
-- Drop the v1 API
-
-## Features
-
-- Gizmos
-
-## Improvements
-
-- Quicker spin-up
-
-## Fixes
-
-- Fix C (important)
-
-- Fix A
-
-- Fix B
-
-## Packaging
-
-- Debian packages
-
-## Development
-
-- Faster CI
-
-## Miscellany
-
-- Tidy the logs
-`,
-  );
+  renders('category-order');
 });
 
 test('an entry: synopsis with links, the body indented, credits through the authors file', () => {
-  const fragments = [
-    frag(
-      'spin.md',
-      'synopsis: Sprockets spin up twice as fast\nissues: [12, "#13"]\nprs: 57\ncls: [1234]\ncategory: Improvements\ncredits: [alice, bob, carol]',
-      '\nSpinning up reuses the warm cache.\n\n```sh\nwidget spin\n```\n\n',
-    ),
-    frag(
-      'solo.md',
-      'synopsis: One credit\ncategory: Improvements\ncredits: dave\nissues: https://elsewhere.example/i/9',
-    ),
-    frag('two.md', 'synopsis: Two credits\ncategory: Improvements\ncredits: [bob, dave]'),
-  ];
-  assert.equal(
-    render(fragments),
-    `# Widget 1.2 "Harbor" (2024-05-01)
-
-# Widget 1.2.0 (2024-05-01)
-
-## Improvements
-
-- One credit (<https://elsewhere.example/i/9>)
-
-  Many thanks to dave for this.
-
-- Sprockets spin up twice as fast ([#12](https://git.example/widget/issues/12), [#13](https://git.example/widget/issues/13), [#57](https://git.example/widget/pulls/57), [cl/1234](https://review.example/c/1234))
-
-  Spinning up reuses the warm cache.
-
-  \`\`\`sh
-  widget spin
-  \`\`\`
-
-  Many thanks to [Alice Liddell](https://github.com/aliddell), Bob, and [Carol](https://carol.example.org) for this.
-
-- Two credits
-
-  Many thanks to Bob and dave for this.
-`,
-  );
+  renders('entry-links-body-credits');
 });
 
 test('links without templates are plain references', () => {
-  const out = renderReleaseNotes({
-    product: 'Widget',
-    version: V120,
-    date: '2024-05-01',
-    fragments: [frag('x.md', 'synopsis: X\nissues: 1\nprs: 2\ncls: 3')],
-    authors: AUTHORS,
-    links: {},
-    notesFile: 'rl-1.2.md',
-  });
-  assert.equal(
-    out,
-    `# Widget 1.2 "Harbor" (2024-05-01)
-
-# Widget 1.2.0 (2024-05-01)
-
-## Miscellany
-
-- X (#1, #2, cl/3)
-`,
-  );
+  renders('links-without-templates');
 });
 
 test('a later release of the same MAJOR goes on top, under the page header kept as it was', () => {
-  const first = render([frag('a.md', 'synopsis: First feature\ncategory: Features')]);
-  const second = render([frag('b.md', 'synopsis: A fix\ncategory: Fixes')], V121, first, '2024-06-02');
-  assert.equal(
-    second,
-    `# Widget 1.2 "Harbor" (2024-05-01)
-
-# Widget 1.2.1 (2024-06-02)
-
-## Fixes
-
-- A fix
-
-# Widget 1.2.0 (2024-05-01)
-
-## Features
-
-- First feature
-`,
-  );
+  // One chain: each case's existing.md is what the previous one rendered.
+  const first = renders('same-major-1-first');
+  const second = renders('same-major-2-later');
+  assert.equal(second.input.existing, first.expected);
   // No fragments: the headers alone.
-  assert.equal(
-    render([], { ...V121, version: '1.2.2' }, second, '2024-07-03'),
-    second.replace(
-      '# Widget 1.2.1 (2024-06-02)',
-      '# Widget 1.2.2 (2024-07-03)\n\n# Widget 1.2.1 (2024-06-02)',
-    ),
-  );
+  const third = renders('same-major-3-no-fragments');
+  assert.equal(third.input.fragments.length, 0);
+  assert.equal(third.input.existing, second.expected);
   rejects(
-    () => render([], V121, second),
+    () => render([], second.input.version, second.expected),
     'RELEASE_NOTES_INVALID',
     'rl-1.2.md',
     /has a section for 1\.2\.1 already/,
