@@ -15,6 +15,7 @@ import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { SlipwayError } from '../core/errors.js';
 import type { FetchOptions } from './fetch.js';
 import { Retryable, saveVerified, withRetries } from './transfer.js';
+import { s3SdkError } from '../store/s3-error.js';
 
 export interface S3Location {
   bucket: string;
@@ -141,20 +142,11 @@ const THROTTLING = new Set([
   'ServiceUnavailable',
 ]);
 
-interface SdkError {
-  name?: string;
-  message?: string;
-  code?: string;
-  $fault?: string;
-  $retryable?: unknown;
-  $metadata?: { httpStatusCode?: number };
-}
-
 /** Turns an SDK or network error into a final SlipwayError or a Retryable. */
 function classify(err: unknown, url: string, loc: S3Location, signal: AbortSignal | undefined): Error {
   if (err instanceof SlipwayError || err instanceof Retryable) return err;
   if (signal?.aborted === true) return new SlipwayError('INTERRUPTED', 'download cancelled', { cause: err });
-  const e = (typeof err === 'object' && err !== null ? err : {}) as SdkError;
+  const e = s3SdkError(err);
   const name = e.name ?? 'Error';
   const status = e.$metadata?.httpStatusCode;
   const where = `bucket '${loc.bucket}', key '${loc.key}'`;

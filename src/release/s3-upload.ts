@@ -60,6 +60,7 @@ import {
   type RemoteObject,
   type UploadPlan,
 } from './upload-plan.js';
+import { s3HttpStatus, s3SdkError } from '../store/s3-error.js';
 
 export { formatUploadPlan } from './upload-plan.js';
 export type { PlannedObject, UploadPlan } from './upload-plan.js';
@@ -182,24 +183,11 @@ async function openS3(target: S3Target, signal: AbortSignal | undefined): Promis
   };
 }
 
-interface SdkError {
-  name?: string;
-  Code?: string;
-  message?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-function sdkError(err: unknown): SdkError {
-  return typeof err === 'object' && err !== null ? err : {};
-}
-
-function status(err: unknown): number | undefined {
-  return sdkError(err).$metadata?.httpStatusCode;
-}
-
 function isNotFound(err: unknown): boolean {
-  const name = sdkError(err).name;
-  return name === 'NoSuchKey' || name === 'NotFound' || (status(err) === 404 && name !== 'NoSuchBucket');
+  const name = s3SdkError(err).name;
+  return (
+    name === 'NoSuchKey' || name === 'NotFound' || (s3HttpStatus(err) === 404 && name !== 'NoSuchBucket')
+  );
 }
 
 const AUTH_ERRORS = new Set([
@@ -218,9 +206,9 @@ const AUTH_ERRORS = new Set([
  */
 function s3Failure(ctx: Ctx, err: unknown, action: string, bucket: string, key?: string): SlipwayError {
   if (err instanceof SlipwayError) return err;
-  const e = sdkError(err);
+  const e = s3SdkError(err);
   const name = e.name ?? 'Error';
-  const code = status(err);
+  const code = s3HttpStatus(err);
   const where = `s3://${bucket}/${key ?? ''}`;
   const detail = `${name}${code !== undefined ? ` (HTTP ${code})` : ''}: ${e.message ?? String(err)}`;
   if (ctx.signal?.aborted === true || name === 'AbortError') {
@@ -844,7 +832,7 @@ export async function applyReleaseUpload(input: ReleaseUploadInput, plan: Upload
         );
       } catch (err) {
         // Gone already (completed or aborted by someone else): nothing to clean.
-        if (sdkError(err).name !== 'NoSuchUpload' && status(err) !== 404)
+        if (s3SdkError(err).name !== 'NoSuchUpload' && s3HttpStatus(err) !== 404)
           throw s3Failure(ctx, err, 'cannot abort a pending multipart upload of', m.bucket, m.key);
       }
       result.abortedMultipart += 1;

@@ -15,6 +15,7 @@ import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { SlipwayError } from '../core/errors.js';
 import { abortError, aborted, checkBlobKey, meterBody } from './blob-common.js';
 import type { BlobPutResult, BlobStore } from './types.js';
+import { s3SdkError } from './s3-error.js';
 
 export interface S3BlobStoreOptions {
   bucket: string;
@@ -42,19 +43,8 @@ export const DEFAULT_QUEUE_SIZE = 4;
 type Sdk = typeof import('@aws-sdk/client-s3');
 type Storage = typeof import('@aws-sdk/lib-storage');
 
-interface SdkError {
-  name?: string;
-  Code?: string;
-  message?: string;
-  $metadata?: { httpStatusCode?: number };
-}
-
-function sdkError(err: unknown): SdkError {
-  return typeof err === 'object' && err !== null ? err : {};
-}
-
 function isNotFound(err: unknown): boolean {
-  const e = sdkError(err);
+  const e = s3SdkError(err);
   return (
     e.name === 'NoSuchKey' ||
     e.name === 'NotFound' ||
@@ -137,7 +127,7 @@ export class S3BlobStore implements BlobStore {
     try {
       await this.client.send(new CreateBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
-      const name = sdkError(err).name;
+      const name = s3SdkError(err).name;
       // Another replica created it first.
       if (name === 'BucketAlreadyOwnedByYou' || name === 'BucketAlreadyExists') {
         try {
@@ -159,7 +149,7 @@ export class S3BlobStore implements BlobStore {
 
   #wrap(err: unknown, action: string, key: string): SlipwayError {
     if (err instanceof SlipwayError) return err;
-    const e = sdkError(err);
+    const e = s3SdkError(err);
     const status = e.$metadata?.httpStatusCode;
     const where = `s3://${this.bucket}/${key}`;
     return new SlipwayError(
@@ -262,7 +252,7 @@ export class S3BlobStore implements BlobStore {
       );
     } catch (err) {
       if (isNotFound(err)) return undefined;
-      const e = sdkError(err);
+      const e = s3SdkError(err);
       if (range !== undefined && (e.name === 'InvalidRange' || e.$metadata?.httpStatusCode === 416)) {
         throw new SlipwayError(
           'INVALID_ARGUMENT',
