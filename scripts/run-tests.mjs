@@ -21,7 +21,13 @@ if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ['--expose-gc', '--test', '--test-reporter=spec', ...files], {
-  stdio: 'inherit',
-});
+// A test that hangs fails after 15 minutes, and a file whose tests are done exits even if something
+// (a leaked child or socket) would keep it alive: CI reports a failure instead of hanging.
+const r = spawnSync(
+  process.execPath,
+  ['--expose-gc', '--test', '--test-reporter=spec', '--test-timeout=900000', '--test-force-exit', ...files],
+  {
+    stdio: 'inherit',
+  },
+);
 process.exit(r.status ?? 1);

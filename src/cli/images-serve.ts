@@ -158,9 +158,16 @@ async function serveWithWorkers(
   let bound: number;
   try {
     bound = await new Promise<number>((resolve, reject) => {
-      cluster.once('listening', (_w, address) => {
+      // Announce only once every worker accepts: before that, all connections land on the
+      // first one, and a load balancer or benchmark started on the announcement would see one.
+      let ready = 0;
+      const onListening = (_w: unknown, address: { port: number }): void => {
+        ready++;
+        if (ready < n) return;
+        cluster.off('listening', onListening);
         resolve(address.port);
-      });
+      };
+      cluster.on('listening', onListening);
       void Promise.race(exited).then((code) => {
         reject(new SlipwayError('IO', `a server worker exited (${String(code)}) before listening`));
       });

@@ -8,7 +8,7 @@ import { tempDir } from '../helpers/tmp.js';
 
 const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/slipway.js');
 
-test('images serve --workers 2: processes share one port and one repository; SIGTERM stops them all', async () => {
+test('images serve --workers 2: processes share one port and one repository; SIGTERM stops them all', async (t) => {
   const data = path.join(tempDir(), 'data');
   const p = spawn(
     process.execPath,
@@ -17,6 +17,10 @@ test('images serve --workers 2: processes share one port and one repository; SIG
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
+  // A failed assertion must not leave the server (and so this test file) running.
+  t.after(() => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  });
   let out = '';
   p.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const deadline = Date.now() + 20_000;
@@ -49,7 +53,8 @@ test('images serve --workers 2: processes share one port and one repository; SIG
     ).json()) as { pid?: number };
     if (ping.pid !== undefined) pids.add(ping.pid);
   }
-  // The primary hands connections round-robin: both workers answered, so the reads above went through each.
+  // The primary hands connections round-robin, and `listening` is announced only once every worker
+  // accepts: both workers answered, so the reads above went through each.
   assert.equal(pids.size, 2);
   p.kill('SIGTERM');
   const [code] = (await once(p, 'exit')) as [number | null];
