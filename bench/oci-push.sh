@@ -47,35 +47,19 @@ node bin/slipway.js oci build --platform "linux/amd64=$BENCH_DIR/input/amd64" \
 LAYOUT_BYTES=$(du -sb "$LAYOUT/blobs" | awk '{ print $1 }')
 say "built $LAYOUT: $(find "$LAYOUT/blobs/sha256" -type f | wc -l) blobs, $(human "$LAYOUT_BYTES")"
 
-# A registry in its own directory on a free port; sets REG_PID and REG_PORT.
+# A fresh registry in its own directory (scripts/services/registry.sh); sets REG_DIR and REG_PORT.
+REG_DIR=
 start_registry() {
-  local dir="$1"
-  mkdir -p "$dir/data"
-  REG_PORT=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-  cat >"$dir/config.yml" <<EOF
-version: 0.1
-log: {level: error}
-storage:
-  filesystem: {rootdirectory: $dir/data}
-  delete: {enabled: true}
-http: {addr: 127.0.0.1:$REG_PORT, secret: bench-secret}
-EOF
-  docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
-  REG_PID=$!
-  for _ in $(seq 1 100); do
-    curl -fs "http://127.0.0.1:$REG_PORT/v2/" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  echo "oci-push.sh: docker-registry did not start (see $dir/registry.log)" >&2
-  cat "$dir/registry.log" >&2
-  exit 1
+  REG_DIR=$1
+  bash scripts/services/registry.sh start "$REG_DIR" 2>/dev/null
+  eval "$(bash scripts/services/registry.sh env "$REG_DIR")"
+  REG_PORT=${REGISTRY##*:}
 }
 stop_registry() {
-  kill "$REG_PID" 2>/dev/null || true
-  wait "$REG_PID" 2>/dev/null || true
-  REG_PID=
+  bash scripts/services/registry.sh stop "$REG_DIR"
+  REG_DIR=
 }
-trap 'if [ -n "${REG_PID:-}" ]; then kill "$REG_PID" 2>/dev/null || true; fi; rm -rf "$OUT"' EXIT
+trap 'if [ -n "$REG_DIR" ]; then bash scripts/services/registry.sh stop "$REG_DIR"; fi; rm -rf "$OUT"' EXIT
 
 slw_push() { node bin/slipway.js oci push "$LAYOUT:bench" "127.0.0.1:$REG_PORT/bench" --insecure; }
 sko_push() {
@@ -93,7 +77,6 @@ for i in $(seq 1 "$RUNS"); do
   timed sko_push
   SKO_NOOP=$(minof "$SKO_NOOP" "$T")
   stop_registry
-  rm -rf "$OUT/reg-skopeo-$i"
 
   start_registry "$OUT/reg-slipway-$i"
   timed slw_push
@@ -106,7 +89,6 @@ for i in $(seq 1 "$RUNS"); do
   want=$(sha256sum <"$LAYOUT/blobs/sha256/$(node -e 'const i=require(process.argv[1]);console.log(i.manifests[0].digest.slice(7))' "$LAYOUT/index.json")" | awk '{ print $1 }')
   [ "$got" = "$want" ] || { echo "oci-push.sh: pushed index differs from the layout's" >&2 && exit 1; }
   stop_registry
-  rm -rf "$OUT/reg-slipway-$i"
 done
 
 hdr "summary"

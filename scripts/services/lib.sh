@@ -62,3 +62,8 @@ service_main() {
     *) usage ;;
   esac
 }
+
+# Prints a TCP port that is free on 127.0.0.1 right now (the kernel's pick; node is always here).
+free_port() {
+  node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+}
