@@ -36,7 +36,7 @@ import pg from 'pg';
 import type { ImageManifest, ImageState, ListFilter, StoredImage } from '../src/formats/imgapi-types.js';
 import { DEFAULT_CHANNELS, matchesFilter, parseListQuery } from '../src/formats/imgapi.js';
 import { normalizeTimestamp, openStores, type MetadataStore } from '../src/store/index.js';
-import { stateFor } from '../test/helpers/imgapi.js';
+import { stateFor, vacuumUntilAllVisible } from '../test/helpers/imgapi.js';
 // Every run seeds the same repository (the tests' deterministic generator).
 import { prng } from '../test/helpers/prng.js';
 
@@ -363,21 +363,14 @@ async function seedCommand(argv: string[]): Promise<void> {
 /** VACUUM ANALYZE until ≥ 99 % of the pages are all-visible (index-only scans), as autovacuum would. */
 async function vacuum(meta: MetadataStore, url: string): Promise<number> {
   const store = meta as MetadataStore & WithAnalyze;
-  if (store.analyze === undefined) return 0;
+  const analyze = store.analyze;
+  if (analyze === undefined) return 0;
   const t0 = performance.now();
   const probe = new pg.Client({ connectionString: url });
   await probe.connect();
-  let visible = 0;
+  let visible: number;
   try {
-    for (let i = 0; i < 20; i++) {
-      await store.analyze();
-      const res = await probe.query<{ pages: string; visible: string }>(
-        "SELECT sum(relpages) AS pages, sum(relallvisible) AS visible FROM pg_class WHERE relname IN ('images', 'image_channels', 'image_tags')",
-      );
-      visible = Number(res.rows[0]?.visible) / Math.max(1, Number(res.rows[0]?.pages));
-      if (visible >= 0.99) break;
-      await new Promise((resolve) => setTimeout(resolve, 500));
-    }
+    visible = await vacuumUntilAllVisible(() => analyze.call(store), probe);
   } finally {
     await probe.end();
   }

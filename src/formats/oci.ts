@@ -22,6 +22,7 @@
  */
 
 import { createHash } from 'node:crypto';
+import { sha256Hex } from '../core/digest.js';
 import { SlipwayError } from '../core/errors.js';
 
 // ---------------------------------------------------------------------------
@@ -222,10 +223,6 @@ function encodeJson(value: unknown): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(value));
 }
 
-function sha256Digest(bytes: Uint8Array): string {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
-
 // ---------------------------------------------------------------------------
 // Digests
 
@@ -251,7 +248,7 @@ export function parseDigest(s: string, path = 'digest'): ParsedDigest {
 
 /** The sha256 digest (`sha256:<hex>`) of some bytes. */
 export function digestOf(bytes: Uint8Array): string {
-  return sha256Digest(bytes);
+  return `sha256:${sha256Hex(bytes)}`;
 }
 
 /** True when `bytes` hash to `digest` (sha256 or sha512); throws OCI_INVALID on a malformed digest. */
@@ -437,7 +434,7 @@ export interface DescriptorExtras {
 
 function finish(value: Record<string, unknown>, mediaType: string, extras: DescriptorExtras): Encoded {
   const bytes = encodeJson(value);
-  const descriptor: Descriptor = { mediaType, digest: sha256Digest(bytes), size: bytes.byteLength };
+  const descriptor: Descriptor = { mediaType, digest: digestOf(bytes), size: bytes.byteLength };
   const annotations = sortedMap(extras.annotations);
   if (annotations !== undefined) descriptor.annotations = annotations;
   if (extras.platform !== undefined) descriptor.platform = checkPlatformValue(extras.platform, 'platform');

@@ -19,6 +19,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { openAtomic } from '../core/atomic-file.js';
+import { MultiDigest } from '../core/digest.js';
 import { SlipwayError, fromSystemError, type ErrorCode } from '../core/errors.js';
 import type { ChannelConfig, ImageManifest, ImgapiErrorBody } from '../formats/imgapi-types.js';
 import { ImgapiError } from '../formats/imgapi-types.js';
@@ -326,8 +327,7 @@ export class ImagesClient {
       lengthHeader !== null && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : undefined;
     const md5Header = res.headers.get('content-md5') ?? undefined;
     const out = await openAtomic(outFile);
-    const sha1 = createHash('sha1');
-    const md5 = createHash('md5');
+    const digest = new MultiDigest(['sha1', 'md5']);
     let size = 0;
     try {
       const fail = (message: string): never => {
@@ -346,8 +346,7 @@ export class ImagesClient {
           for await (const chunk of bodyChunks(res)) {
             size += chunk.length;
             if (size > expected.size) fail(`the server sent more than the manifest's ${expected.size} bytes`);
-            sha1.update(chunk);
-            md5.update(chunk);
+            digest.update(chunk);
             await out.write(chunk);
             options.onProgress?.(size, expected.size);
           }
@@ -365,7 +364,8 @@ export class ImagesClient {
           );
         }
       }
-      const got = { sha1: sha1.digest('hex'), md5: md5.digest('base64') };
+      const { sha1 = '', md5 = '' } = digest.digest();
+      const got = { sha1, md5: Buffer.from(md5, 'hex').toString('base64') };
       if (size !== expected.size) fail(`got ${size} bytes, the manifest says ${expected.size}`);
       if (md5Header !== undefined && md5Header !== got.md5) {
         fail(`Content-MD5 expected to be ${md5Header}, but was ${got.md5}`);

@@ -7,11 +7,12 @@
  * layer archive, the repository through ImagesClient).
  */
 import { execFileSync } from 'node:child_process';
-import { createHash, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { writeFileAtomic } from '../core/atomic-file.js';
+import { MultiDigest } from '../core/digest.js';
 import { SlipwayError, fromSystemError } from '../core/errors.js';
 import type { ImageManifest } from '../formats/imgapi-types.js';
 import { packDirectory } from '../layer/index.js';
@@ -61,17 +62,13 @@ export function gitStamp(dir: string): GitStamp {
 }
 
 async function digestsOf(file: string): Promise<{ sha1: string; size: number }> {
-  const h = createHash('sha1');
-  let size = 0;
+  const h = new MultiDigest(['sha1']);
   try {
-    for await (const c of fs.createReadStream(file, { highWaterMark: 1 << 20 })) {
-      h.update(c as Buffer);
-      size += (c as Buffer).length;
-    }
+    for await (const c of fs.createReadStream(file, { highWaterMark: 1 << 20 })) h.update(c as Buffer);
   } catch (err) {
     throw fromSystemError(err, 'cannot read', file);
   }
-  return { sha1: h.digest('hex'), size };
+  return { sha1: h.digest().sha1 ?? '', size: h.length };
 }
 
 export interface BuiltOrigin {

@@ -6,13 +6,13 @@
  * platform (from the config), config and layers with sizes. `platform`
  * selects one child of an index.
  */
-import { createHash } from 'node:crypto';
 import { SlipwayError } from '../core/errors.js';
 import {
   MAX_CONFIG_BYTES,
   MEDIA_TYPE_INDEX,
   MEDIA_TYPE_MANIFEST,
   checkDescriptor,
+  digestOf,
   formatPlatform,
   formatReference,
   parseConfig,
@@ -176,11 +176,11 @@ function registrySource(
         chunks.push(c as Buffer);
       }
       const bytes = Buffer.concat(chunks);
-      const hex = createHash('sha256').update(bytes).digest('hex');
-      if (bytes.byteLength !== desc.size || `sha256:${hex}` !== desc.digest) {
+      const got = digestOf(bytes);
+      if (bytes.byteLength !== desc.size || got !== desc.digest) {
         throw new SlipwayError(
           'OCI_DIGEST_MISMATCH',
-          `${name}: blob ${desc.digest} arrived as sha256:${hex} (${bytes.byteLength} bytes)`,
+          `${name}: blob ${desc.digest} arrived as ${got} (${bytes.byteLength} bytes)`,
         );
       }
       return bytes;

@@ -5,11 +5,10 @@
  * digest and an interrupted writer leaves only a temp file that the next run
  * ignores. index.json is rewritten atomically too.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { openAtomic, writeFileAtomic } from '../core/atomic-file.js';
 import { SlipwayError, fromSystemError } from '../core/errors.js';
 import {
@@ -19,10 +18,12 @@ import {
   MEDIA_TYPE_MANIFEST,
   OCI_LAYOUT_BYTES,
   OCI_LAYOUT_FILE,
+  digestOf,
   encodeIndex,
   parseDigest,
   parseIndex,
   parseManifest,
+  verifyDigest,
   type Descriptor,
   type ImageIndex,
   type ImageManifest,
@@ -149,7 +150,7 @@ export class OciLayout {
 
   /** Stores bytes under their sha256; a blob already present with the same size is kept. */
   async putBytes(bytes: Uint8Array): Promise<BlobRef> {
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = digestOf(bytes);
     const ref = { digest, size: bytes.byteLength };
     if ((await this.blobSize(digest)) === bytes.byteLength) return ref;
     await writeFileAtomic(this.blobPath(digest), bytes);
@@ -220,8 +221,7 @@ export class OciLayout {
       if (isNotFound(err)) throw layoutError(file, `blob ${desc.digest} is missing from the layout`);
       throw fromSystemError(err, 'cannot read', file);
     }
-    const { algorithm, hex } = parseDigest(desc.digest);
-    if (bytes.byteLength !== desc.size || createHash(algorithm).update(bytes).digest('hex') !== hex) {
+    if (bytes.byteLength !== desc.size || !verifyDigest(bytes, desc.digest)) {
       throw layoutError(file, `blob does not match its descriptor (${desc.digest}, ${desc.size} bytes)`);
     }
     return bytes;

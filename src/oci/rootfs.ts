@@ -63,12 +63,10 @@ export interface DataRef {
   offset: number;
 }
 
-/** One entry as a source presents it (names not yet checked). */
-export interface RootfsInput {
-  /** The name as the source spells it (for errors). */
-  raw: string;
-  /** Normalized components below the rootfs root ([] is the root itself). */
-  parts: string[];
+/** One entry of the canonical stream, in order. */
+export interface RootfsEntry {
+  /** Path below the root, no leading or trailing slash. */
+  path: string;
   type: RootfsEntryType;
   mode: number;
   uid: number;
@@ -81,19 +79,12 @@ export interface RootfsInput {
   data?: DataRef;
 }
 
-/** One entry of the canonical stream, in order. */
-export interface RootfsEntry {
-  /** Path below the root, no leading or trailing slash. */
-  path: string;
-  type: RootfsEntryType;
-  mode: number;
-  uid: number;
-  gid: number;
-  size: number;
-  linkname: string;
-  devmajor: number;
-  devminor: number;
-  data?: DataRef;
+/** One entry as a source presents it (names not yet checked): an entry with its name still raw. */
+export interface RootfsInput extends Omit<RootfsEntry, 'path'> {
+  /** The name as the source spells it (for errors). */
+  raw: string;
+  /** Normalized components below the rootfs root ([] is the root itself). */
+  parts: string[];
 }
 
 /** Most entries a tarball may hold (the tree is kept in memory: about 300 bytes each). */

@@ -163,31 +163,32 @@ export function checksumLine(sha256: string, file: string): string {
   return `${sha256}  ${file}\n`;
 }
 
-/** files/manifest.json: no timestamps, files sorted, so the same inputs give the same bytes. */
-export function renderManifest(plan: BuildPlan, files: readonly ManifestFile[]): string {
-  const sorted = [...files]
-    .sort((a, b) => byName(a.name, b.name))
-    .map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 }));
-  const doc = {
+/** The fields manifest.json and latest.json both open with, in this order (it is part of their bytes). */
+function releaseFields(
+  plan: BuildPlan,
+): Pick<BuildPlan, 'product' | 'version' | 'major' | 'official' | 'commit'> {
+  return {
     product: plan.product,
     version: plan.version,
     major: plan.major,
     official: plan.official,
     commit: plan.commit,
-    name: plan.name,
-    files: sorted,
   };
+}
+
+/** files/manifest.json: no timestamps, files sorted, so the same inputs give the same bytes. */
+export function renderManifest(plan: BuildPlan, files: readonly ManifestFile[]): string {
+  const sorted = [...files]
+    .sort((a, b) => byName(a.name, b.name))
+    .map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 }));
+  const doc = { ...releaseFields(plan), name: plan.name, files: sorted };
   return `${JSON.stringify(doc, null, 2)}\n`;
 }
 
 /** latest.json at the build's root: the pointer uploaded last. */
 export function renderLatest(plan: BuildPlan, manifestSha256: string): string {
   const doc = {
-    product: plan.product,
-    version: plan.version,
-    major: plan.major,
-    official: plan.official,
-    commit: plan.commit,
+    ...releaseFields(plan),
     manifest: `${plan.product}/${plan.product}-${plan.version}/${MANIFEST_FILE}`,
     manifestSha256,
   };

@@ -35,17 +35,17 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
 import type { S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
+import { sha256Hex } from '../core/digest.js';
 import { SlipwayError } from '../core/errors.js';
 import {
   buildUploadPlan,
   checkBuildFiles,
   checkLatestManifest,
-  CHECKSUM_SUFFIX,
   docsPrefixes,
+  invalid as buildInvalid,
   keysToInspect,
   latestKey,
   latestVersionOf,
-  MANIFEST_NAME,
   MAX_CHECKSUM_FILE_BYTES,
   MAX_LATEST_BYTES,
   MAX_MANIFEST_BYTES,
@@ -60,6 +60,7 @@ import {
   type RemoteObject,
   type UploadPlan,
 } from './upload-plan.js';
+import { CHECKSUM_SUFFIX, LATEST_FILE, MANIFEST_FILE } from './plan.js';
 import { s3HttpStatus, s3SdkError } from '../store/s3-error.js';
 
 export { formatUploadPlan } from './upload-plan.js';
@@ -276,13 +277,6 @@ function positive(value: number | undefined, fallback: number, what: string, min
 
 // ---------------------------------------------------------------- the local side
 
-function buildInvalid(message: string, where: string, cause?: unknown): SlipwayError {
-  return new SlipwayError('RELEASE_BUILD_INVALID', message, {
-    where,
-    ...(cause !== undefined ? { cause } : {}),
-  });
-}
-
 /** What identifies a file's content without reading it: any write changes the ctime. */
 function stampOf(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
@@ -354,7 +348,7 @@ async function readBuild(
       err,
     );
   }
-  const manifestPath = path.join(filesDir, MANIFEST_NAME);
+  const manifestPath = path.join(filesDir, MANIFEST_FILE);
   const manifest = parseReleaseManifest(await readBounded(manifestPath, MAX_MANIFEST_BYTES), manifestPath);
   const entries: BuildEntry[] = [];
   const checksums = new Map<string, string>();
@@ -393,16 +387,16 @@ async function readBuild(
     stamp: stamps.get(e.name) ?? '',
   }));
 
-  const latestPath = path.join(input.buildDir, 'latest.json');
+  const latestPath = path.join(input.buildDir, LATEST_FILE);
   const latestStamp = await fsp.stat(latestPath, { bigint: true }).then(stampOf, () => '');
   const latestText = await readBounded(latestPath, MAX_LATEST_BYTES);
-  const manifestEntry = entries.find((e) => e.name === MANIFEST_NAME);
+  const manifestEntry = entries.find((e) => e.name === MANIFEST_FILE);
   checkLatestManifest(latestText, input.version, latestPath, manifestEntry?.sha256);
   const latest = {
-    rel: 'latest.json',
+    rel: LATEST_FILE,
     path: latestPath,
     size: Buffer.byteLength(latestText),
-    sha256: createHash('sha256').update(latestText).digest('hex'),
+    sha256: sha256Hex(latestText),
     stamp: latestStamp,
   };
 

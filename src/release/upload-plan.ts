@@ -14,6 +14,7 @@
 import { SlipwayError } from '../core/errors.js';
 import { formatSize } from '../core/size.js';
 import { compareVersions } from './config.js';
+import { CHECKSUM_SUFFIX, MANIFEST_FILE, type ManifestFile } from './plan.js';
 
 /** A file of the build, hashed. */
 export interface LocalFile {
@@ -185,12 +186,6 @@ export function contentTypeOf(name: string): string {
 
 // ---------------------------------------------------------------- the build directory
 
-export interface ReleaseManifestFile {
-  name: string;
-  size: number;
-  sha256: string;
-}
-
 /** files/manifest.json of a build (written by `release build`). */
 export interface ReleaseManifest {
   product: string;
@@ -199,19 +194,18 @@ export interface ReleaseManifest {
   official: boolean;
   commit: string;
   name: string;
-  files: ReleaseManifestFile[];
+  files: ManifestFile[];
 }
 
 const SHA256_RE = /^[0-9a-f]{64}$/;
-export const MANIFEST_NAME = 'manifest.json';
-export const CHECKSUM_SUFFIX = '.sha256';
 /** Bounds on what is read from the build directory (it is ours, but a stray file must not eat memory). */
 export const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 export const MAX_MANIFEST_FILES = 100_000;
 export const MAX_CHECKSUM_FILE_BYTES = 4096;
 export const MAX_LATEST_BYTES = 1024 * 1024;
 
-function invalid(message: string, where: string, cause?: unknown): SlipwayError {
+/** RELEASE_BUILD_INVALID: the build directory is not one complete release. */
+export function invalid(message: string, where: string, cause?: unknown): SlipwayError {
   return new SlipwayError('RELEASE_BUILD_INVALID', message, {
     where,
     ...(cause !== undefined ? { cause } : {}),
@@ -249,13 +243,13 @@ export function parseReleaseManifest(text: string, where: string): ReleaseManife
   if (files.length > MAX_MANIFEST_FILES)
     throw invalid(`${where}: more than ${MAX_MANIFEST_FILES} files listed`, where);
   const seen = new Set<string>();
-  const out: ReleaseManifestFile[] = files.map((f: unknown, i) => {
+  const out: ManifestFile[] = files.map((f: unknown, i) => {
     const at = `${where}: files[${i}]`;
     if (!isRecord(f)) throw invalid(`${at} must be an object`, where);
     const { name, size, sha256 } = f;
     if (typeof name !== 'string' || !isFlatName(name))
       throw invalid(`${at}.name must be a plain file name (no '/', not hidden)`, where);
-    if (name === MANIFEST_NAME) throw invalid(`${at}: manifest.json cannot list itself`, where);
+    if (name === MANIFEST_FILE) throw invalid(`${at}: manifest.json cannot list itself`, where);
     if (seen.has(name)) throw invalid(`${at}: '${name}' is listed twice`, where);
     seen.add(name);
     if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0)
@@ -350,7 +344,7 @@ export function checkBuildFiles(args: {
   checksums: ReadonlyMap<string, string>;
 }): void {
   const { dir, manifest, expect, entries, checksums } = args;
-  const manifestPath = `${dir}/${MANIFEST_NAME}`;
+  const manifestPath = `${dir}/${MANIFEST_FILE}`;
   for (const key of ['product', 'version', 'major', 'official'] as const) {
     if (manifest[key] !== expect[key]) {
       throw invalid(
@@ -376,7 +370,7 @@ export function checkBuildFiles(args: {
     listed.add(f.name);
   }
   for (const e of entries) {
-    if (e.name === MANIFEST_NAME) continue;
+    if (e.name === MANIFEST_FILE) continue;
     const where = `${dir}/${e.name}`;
     if (e.name.endsWith(CHECKSUM_SUFFIX)) {
       const target = e.name.slice(0, -CHECKSUM_SUFFIX.length);
@@ -417,10 +411,33 @@ function decide(file: LocalFile, remote: RemoteObject | undefined): { action: Ob
   return { action: 'skip', reason: 'same sha256 and size' };
 }
 
+/** An upload or a skip of a local file (`decision` from decide, or `keep` for latest.json). */
+function fromLocal(
+  phase: Phase,
+  group: ObjectGroup,
+  bucket: string,
+  key: string,
+  f: LocalFile,
+  decision: { action: ObjectAction; reason: string },
+): PlannedObject {
+  return {
+    phase,
+    group,
+    ...decision,
+    bucket,
+    key,
+    size: f.size,
+    sha256: f.sha256,
+    file: f.path,
+    ...(f.stamp !== undefined ? { stamp: f.stamp } : {}),
+    contentType: contentTypeOf(f.rel),
+  };
+}
+
 /** What compareVersions can order: the remote latest.json may hold anything. */
 const VERSION_LIKE = /^\d+(?:\.\d+)*(?:[-+][0-9A-Za-z.+-]*)?$/;
 
-function compareKeys(a: PlannedObject, b: PlannedObject): number {
+function compareKeys(a: { key: string }, b: { key: string }): number {
   return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
 }
 
@@ -439,18 +456,10 @@ export function buildUploadPlan(input: PlanInput): UploadPlan {
   for (const f of input.release.files) {
     const key = relPrefix + f.rel;
     localKeys.add(key);
-    releaseObjects.push({
-      phase: f.rel === MANIFEST_NAME ? 'release manifest' : 'release files',
-      group: 'release',
-      ...decide(f, remoteRelease.get(key)),
-      bucket: releasesBucket,
-      key,
-      size: f.size,
-      sha256: f.sha256,
-      file: f.path,
-      ...(f.stamp !== undefined ? { stamp: f.stamp } : {}),
-      contentType: contentTypeOf(f.rel),
-    });
+    const phase = f.rel === MANIFEST_FILE ? 'release manifest' : 'release files';
+    releaseObjects.push(
+      fromLocal(phase, 'release', releasesBucket, key, f, decide(f, remoteRelease.get(key))),
+    );
   }
   releaseObjects.sort(compareKeys);
   objects.push(...releaseObjects.filter((o) => o.phase === 'release files'));
@@ -476,18 +485,7 @@ export function buildUploadPlan(input: PlanInput): UploadPlan {
       for (const f of input.docs.files) {
         const key = prefix + f.rel;
         keys.add(key);
-        ups.push({
-          phase: 'docs',
-          group: 'docs',
-          ...decide(f, byKey.get(key)),
-          bucket: docsBucket,
-          key,
-          size: f.size,
-          sha256: f.sha256,
-          file: f.path,
-          ...(f.stamp !== undefined ? { stamp: f.stamp } : {}),
-          contentType: contentTypeOf(f.rel),
-        });
+        ups.push(fromLocal('docs', 'docs', docsBucket, key, f, decide(f, byKey.get(key))));
       }
       const dels: PlannedObject[] = remote
         .filter((r) => !keys.has(r.key))
@@ -523,15 +521,7 @@ export function buildUploadPlan(input: PlanInput): UploadPlan {
     );
   }
   objects.push({
-    phase: 'latest',
-    group: 'latest',
-    ...latest,
-    bucket: releasesBucket,
-    key: lkey,
-    size: lf.size,
-    sha256: lf.sha256,
-    file: lf.path,
-    ...(lf.stamp !== undefined ? { stamp: lf.stamp } : {}),
+    ...fromLocal('latest', 'latest', releasesBucket, lkey, lf, latest),
     contentType: 'application/json',
     // The one object that changes in place: caches must ask again rather than serve an old pointer.
     cacheControl: 'no-cache',
@@ -554,7 +544,7 @@ export function buildUploadPlan(input: PlanInput): UploadPlan {
     latestKey: lkey,
     remoteLatestVersion: remoteVersion,
     objects,
-    abortMultipart: [...input.pendingMultipart].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
+    abortMultipart: [...input.pendingMultipart].sort(compareKeys),
     warnings,
     totals,
   };

@@ -3,8 +3,8 @@
  * and the meter every body streams through (sha1 + md5 + byte count, with the
  * size cap and the expected length enforced while the bytes pass).
  */
-import { createHash, type Hash } from 'node:crypto';
 import { pipeline, Transform, type TransformCallback } from 'node:stream';
+import { MultiDigest } from '../core/digest.js';
 import { SlipwayError } from '../core/errors.js';
 import type { BlobPutResult } from './types.js';
 
@@ -69,8 +69,7 @@ export interface MeterOptions {
  * and at the end when it is short of `expectedLength`.
  */
 export class BlobMeter extends Transform {
-  readonly #sha1: Hash = createHash('sha1');
-  readonly #md5: Hash = createHash('md5');
+  readonly #digest = new MultiDigest(['sha1', 'md5']);
   readonly #options: MeterOptions;
   #size = 0;
   #result: BlobPutResult | undefined;
@@ -97,8 +96,7 @@ export class BlobMeter extends Transform {
       );
       return;
     }
-    this.#sha1.update(chunk);
-    this.#md5.update(chunk);
+    this.#digest.update(chunk);
     cb(null, chunk);
   }
 
@@ -114,11 +112,8 @@ export class BlobMeter extends Transform {
       );
       return;
     }
-    this.#result = {
-      size: this.#size,
-      sha1: this.#sha1.digest('hex'),
-      md5: this.#md5.digest('base64'),
-    };
+    const { sha1 = '', md5 = '' } = this.#digest.digest();
+    this.#result = { size: this.#size, sha1, md5: Buffer.from(md5, 'hex').toString('base64') };
     cb();
   }
 

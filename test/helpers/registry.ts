@@ -6,6 +6,7 @@
  * sits in front of it, counts requests, fails some with 500 and can hold some
  * (to kill a client mid-push).
  */
+import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { createHash, createSign, randomUUID, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -13,6 +14,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { isSlipwayError } from '../../src/core/errors.js';
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 
@@ -27,6 +29,18 @@ export async function freePort(): Promise<number> {
       });
     });
   });
+}
+
+/** Awaits `p`, asserts it rejected with a SlipwayError of `code`, and returns that error. */
+export async function rejectsCode(p: Promise<unknown>, code: string): Promise<Error> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(isSlipwayError(err), `expected a SlipwayError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    return err;
+  }
+  assert.fail(`expected ${code}`);
 }
 
 // ---------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import { DeleteBucketCommand, DeleteObjectCommand, ListObjectsV2Command, S3Clien
 import pg from 'pg';
 import type { CliContext } from '../../src/cli/context.js';
 import { imagesServeCommand } from '../../src/cli/images-serve.js';
-import { CliReporter } from '../../src/cli/render.js';
 import { MemoryReporter } from '../../src/core/events.js';
 import { ImgapiError, type ImageManifest, type StoredImage } from '../../src/formats/imgapi-types.js';
 import {
@@ -37,6 +36,7 @@ import { OWNER, publishedImage, SERVED_HEAD } from '../helpers/imgapi.js';
 import { testS3Client } from '../helpers/s3.js';
 import { postgresEnv, s3Env, START_SERVICES_HINT } from '../helpers/services.js';
 import { tempDir } from '../helpers/tmp.js';
+import { quietCliContext } from '../helpers/cli.js';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
@@ -1391,12 +1391,8 @@ describe('graceful shutdown, auth, config', () => {
     const dir = path.join(tmp, 'cli');
     let stop: ((signal: string) => void) | undefined;
     let printed = '';
-    const ctx: CliContext = {
+    const ctx: CliContext = quietCliContext({
       json: true,
-      debug: false,
-      quiet: true,
-      reporter: new CliReporter({ quiet: true, plain: true }),
-      signal: new AbortController().signal,
       onFirstInterrupt: (fn) => {
         stop = fn;
         return () => {
@@ -1406,7 +1402,7 @@ describe('graceful shutdown, auth, config', () => {
       print: (text) => {
         printed = text;
       },
-    };
+    });
     await assert.rejects(imagesServeCommand(['--auth', 'magic'], ctx), /none or signature/);
     await assert.rejects(imagesServeCommand(['--auth', 'signature', '--data', dir], ctx), /keys/);
     const running = imagesServeCommand(['--port', '0', '--data', dir, '--allow-loose-origins'], ctx);

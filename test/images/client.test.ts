@@ -25,6 +25,7 @@ import { formatSshPublicKey } from '../../src/images/http-signature.js';
 import { startImagesServer } from '../../src/server/imgapi-server.js';
 import { OWNER, publishedImage } from '../helpers/imgapi.js';
 import { tempDir } from '../helpers/tmp.js';
+import { quietCliContext } from '../helpers/cli.js';
 
 const tmp = tempDir('slipway-images-client-');
 
@@ -36,15 +37,7 @@ class RecordingReporter extends CliReporter {
 }
 
 function makeCtx(): CliContext & { reporter: RecordingReporter } {
-  return {
-    json: false,
-    debug: false,
-    quiet: true,
-    reporter: new RecordingReporter({ quiet: true, plain: true }),
-    signal: new AbortController().signal,
-    onFirstInterrupt: () => () => undefined,
-    print: () => undefined,
-  };
+  return { ...quietCliContext(), reporter: new RecordingReporter({ quiet: true, plain: true }) };
 }
 
 type Server = Awaited<ReturnType<typeof startImagesServer>>;

@@ -12,8 +12,8 @@ import {
   originVersionStamp,
   parseOriginDefinition,
 } from '../../src/images/origin-rules.js';
+import { OWNER } from '../helpers/imgapi.js';
 
-const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 const BASE = '5f0bb4e4-b6b6-4e0a-9b64-3b6b3c2c9a01';
 
 function image(

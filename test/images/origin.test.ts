@@ -15,10 +15,10 @@ import {
   releaseImages,
 } from '../../src/images/origin.js';
 import { startImagesServer } from '../../src/server/imgapi-server.js';
+import { OWNER } from '../helpers/imgapi.js';
 import { tempDir, writeTree } from '../helpers/tmp.js';
 
 const tmp = tempDir();
-const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 
 function git(dir: string, ...args: string[]): string {
   return execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8' }).trim();

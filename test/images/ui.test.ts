@@ -22,11 +22,11 @@ import { startImagesServer, type ImagesServer } from '../../src/server/imgapi-se
 import { serveUi, UI_CSP } from '../../src/server/ui.js';
 import { openStores } from '../../src/store/index.js';
 import { request } from '../helpers/http.js';
+import { OWNER } from '../helpers/imgapi.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const CHROMIUM = '/usr/bin/chromium';
-const OWNER = '930896af-bf8c-48d4-885c-6573a94b1853';
 const TOTAL = 10_000;
 /** img-0000 … img-2490, four versions each; every tenth name is in release too. */
 const NAMES = 2491;

@@ -7,7 +7,6 @@ import { test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { ociBuildCommand } from '../../src/cli/oci-build.js';
 import type { CliContext } from '../../src/cli/context.js';
-import { CliReporter } from '../../src/cli/render.js';
 import { isSlipwayError, type ErrorCode } from '../../src/core/errors.js';
 import { packDirectory } from '../../src/layer/index.js';
 import { buildOciLayout, type OciBuildOptions } from '../../src/oci/build.js';
@@ -15,6 +14,7 @@ import { OciLayout } from '../../src/oci/layout.js';
 import { RootfsTree, rootfsNameParts } from '../../src/oci/rootfs.js';
 import { rawTar, type RawEntry } from '../helpers/tar-builder.js';
 import { snapshot, tempDir, writeTree, type TreeSpec } from '../helpers/tmp.js';
+import { quietCliContext } from '../helpers/cli.js';
 
 const tmp = tempDir('slipway-oci-build-');
 let counter = 0;
@@ -636,17 +636,7 @@ test('the temp spool of a gzip tarball is removed after a build and after a refu
 
 // ---------------------------------------------------------------- the CLI adapter
 
-function ctx(): CliContext {
-  return {
-    json: false,
-    debug: false,
-    quiet: true,
-    reporter: new CliReporter({ quiet: true, plain: true }),
-    signal: new AbortController().signal,
-    onFirstInterrupt: () => () => undefined,
-    print: () => undefined,
-  };
-}
+const ctx = (): CliContext => quietCliContext();
 
 test('cli: flags become options; --version/--revision/--source become annotations; one line per platform', async () => {
   const dir = tree();

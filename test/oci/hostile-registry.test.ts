@@ -28,6 +28,7 @@ import { OciLayout } from '../../src/oci/layout.js';
 import { pullImage } from '../../src/oci/pull.js';
 import { pushLayout } from '../../src/oci/push.js';
 import { prng } from '../helpers/prng.js';
+import { rejectsCode } from '../helpers/registry.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -160,17 +161,6 @@ function serveImage(req: http.IncomingMessage, res: http.ServerResponse): void {
     return;
   }
   send(res, 404, '{"errors":[{"code":"NOT_FOUND","message":"no"}]}');
-}
-
-async function rejectsCode(p: Promise<unknown>, code: string): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(isSlipwayError(err), `expected a SlipwayError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}`);
 }
 
 /** Files under a layout's blobs/sha256: every name must be a full digest (no temp or partial file). */

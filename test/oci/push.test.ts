@@ -10,7 +10,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { isSlipwayError } from '../../src/core/errors.js';
 import { ANNOTATION_REF_NAME, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST } from '../../src/formats/oci.js';
 import { buildOciLayout, type OciBuildResult } from '../../src/oci/build.js';
 import { inspectImage } from '../../src/oci/inspect.js';
@@ -23,6 +22,7 @@ import {
   grantAll,
   grantPullOnly,
   isBlobUpload,
+  rejectsCode,
   startFaultProxy,
   startRegistry,
   type FaultProxy,
@@ -91,17 +91,6 @@ async function proxy(r: Registry): Promise<FaultProxy> {
 async function skopeo(...args: string[]): Promise<string> {
   const { stdout } = await run('skopeo', args, { encoding: 'utf8', maxBuffer: 64 << 20 });
   return stdout;
-}
-
-async function rejectsCode(p: Promise<unknown>, code: string): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(isSlipwayError(err), `expected a SlipwayError, got ${String(err)}`);
-    assert.equal(err.code, code, err.message);
-    return err;
-  }
-  assert.fail(`expected ${code}`);
 }
 
 /** skopeo copy of one platform into a fresh OCI layout, unpacked with umoci; returns the rootfs. */

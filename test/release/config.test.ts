@@ -5,7 +5,6 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isSlipwayError, type ErrorCode } from '../../src/core/errors.js';
 import {
   compareVersions,
   environmentOf,
@@ -16,6 +15,7 @@ import {
   parseVersionFile,
 } from '../../src/release/config.js';
 import { planBuild } from '../../src/release/plan.js';
+import { rejects } from './helpers.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const example = fs.readFileSync(path.join(repo, 'examples/release/release.toml'), 'utf8');
@@ -28,15 +28,6 @@ fragments = "rl-next"
 authors = "authors.yml"
 output_dir = "notes"
 `;
-
-function rejects(fn: () => unknown, code: ErrorCode, where: string, message: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(isSlipwayError(err, code), `expected ${code}, got ${String(err)}`);
-    assert.equal(err.where, where);
-    assert.match(err.message, message);
-    return true;
-  });
-}
 
 test('the example release.toml parses into the documented shape', () => {
   const c = parseReleaseConfig(example, 'release.toml');

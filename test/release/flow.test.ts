@@ -18,6 +18,7 @@ import { startRegistry, type Registry } from '../helpers/registry.js';
 import { testS3Client } from '../helpers/s3.js';
 import { s3Env, START_SERVICES_HINT } from '../helpers/services.js';
 import { tempDir } from '../helpers/tmp.js';
+import { GIT_TEST_ENV } from './helpers.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const CLI = path.join(repoRoot, 'bin/slipway.js');
@@ -46,13 +47,7 @@ function env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const s = service();
   const e: NodeJS.ProcessEnv = {
     ...process.env,
-    GIT_AUTHOR_NAME: 'Release Tester',
-    GIT_AUTHOR_EMAIL: 'release@example.org',
-    GIT_COMMITTER_NAME: 'Release Tester',
-    GIT_COMMITTER_EMAIL: 'release@example.org',
-    GIT_CONFIG_GLOBAL: '/dev/null',
-    GIT_CONFIG_NOSYSTEM: '1',
-    SOURCE_DATE_EPOCH: '1714521600',
+    ...GIT_TEST_ENV,
     AWS_ACCESS_KEY_ID: s.AWS_ACCESS_KEY_ID,
     AWS_SECRET_ACCESS_KEY: s.AWS_SECRET_ACCESS_KEY,
     AWS_REGION: s.AWS_REGION ?? 'us-east-1',

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { isSlipwayError, type ErrorCode } from '../../src/core/errors.js';
+import type { ErrorCode } from '../../src/core/errors.js';
 import type { NotesConfig, VersionInfo } from '../../src/release/config.js';
 import {
   insertSummaryEntry,
@@ -18,6 +18,7 @@ import {
   type Fragment,
   type RenderNotesInput,
 } from '../../src/release/notes.js';
+import { rejects } from './helpers.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const vectors = path.join(repo, 'test/vectors/release-notes');
@@ -79,15 +80,6 @@ function render(fragments: Fragment[], v: VersionInfo = BASE.version, existing?:
     version: v,
     fragments,
     ...(existing !== undefined ? { existing } : {}),
-  });
-}
-
-function rejects(fn: () => unknown, code: ErrorCode, where: string, message: RegExp): void {
-  assert.throws(fn, (err: unknown) => {
-    assert.ok(isSlipwayError(err, code), `expected ${code}, got ${String(err)}`);
-    assert.equal(err.where, where);
-    assert.match(err.message, message);
-    return true;
   });
 }
 

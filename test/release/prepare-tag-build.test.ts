@@ -18,21 +18,12 @@ import {
   type BuildEntry,
 } from '../../src/release/upload-plan.js';
 import { snapshot, tempDir } from '../helpers/tmp.js';
+import { GIT_TEST_ENV } from './helpers.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const tmp = tempDir('slipway-release-');
 
-/** Git identity and a fixed clock through the environment: no global config is read or written. */
-const ENV: NodeJS.ProcessEnv = {
-  ...process.env,
-  GIT_AUTHOR_NAME: 'Release Tester',
-  GIT_AUTHOR_EMAIL: 'release@example.org',
-  GIT_COMMITTER_NAME: 'Release Tester',
-  GIT_COMMITTER_EMAIL: 'release@example.org',
-  GIT_CONFIG_GLOBAL: '/dev/null',
-  GIT_CONFIG_NOSYSTEM: '1',
-  SOURCE_DATE_EPOCH: '1714521600', // 2024-05-01
-};
+const ENV: NodeJS.ProcessEnv = { ...process.env, ...GIT_TEST_ENV };
 
 function git(dir: string, ...args: string[]): string {
   return execFileSync('/usr/bin/git', ['-C', dir, ...args], { env: ENV, encoding: 'utf8' }).trim();

@@ -11,7 +11,6 @@ import { ZipReader } from '../../src/archive/zip-read.js';
 import { sha256OfFile } from '../../src/archive/zip-write.js';
 import { isSlipwayError, type ErrorCode } from '../../src/core/errors.js';
 import type { CliContext } from '../../src/cli/context.js';
-import { CliReporter } from '../../src/cli/render.js';
 import { repoSignCommand } from '../../src/cli/repo-sign.js';
 import {
   generateKey,
@@ -40,6 +39,7 @@ import {
 } from '../helpers/fake-repo.js';
 import { tempDir } from '../helpers/tmp.js';
 import { withServer } from '../helpers/tuf-server.js';
+import { quietCliContext } from '../helpers/cli.js';
 
 const tmp = tempDir('slipway-sign-');
 /** One clock for assembling and signing, so version bumps are exactly +1 (real time: tuf-js checks expiry). */
@@ -488,15 +488,7 @@ test('CLI: rotate-root and sign turn flags into options; bad flags are USAGE err
   const zip = await assembleWith('cli', { keys: [k1.text] });
   const keyFile = path.join(path.dirname(zip), 'k2.key');
   fs.writeFileSync(keyFile, `${k2.text}\n`, { mode: 0o600 });
-  const ctx: CliContext = {
-    json: false,
-    debug: false,
-    quiet: true,
-    reporter: new CliReporter({ quiet: true, plain: true }),
-    signal: new AbortController().signal,
-    onFirstInterrupt: () => () => undefined,
-    print: () => undefined,
-  };
+  const ctx: CliContext = quietCliContext();
   const rot = await repoSignCommand(
     'rotate-root',
     [zip, '--new-key', `file:${keyFile}`, '--old-key', k1.text, '--expiry', '2d'],

@@ -8,12 +8,10 @@ import * as path from 'node:path';
 import { after, test } from 'node:test';
 import pg from 'pg';
 import type { ImageManifest, ImageState, ListFilter, StoredImage } from '../../src/formats/imgapi-types.js';
-import { matchesFilter } from '../../src/formats/imgapi.js';
-import { normalizeTimestamp } from '../../src/store/meta-sql.js';
 import { PostgresMetadataStore } from '../../src/store/meta-postgres.js';
 import { SqliteMetadataStore } from '../../src/store/meta-sqlite.js';
 import type { MetadataStore } from '../../src/store/types.js';
-import { stateFor } from '../helpers/imgapi.js';
+import { expectedList, stateFor, vacuumUntilAllVisible } from '../helpers/imgapi.js';
 import { prng } from '../helpers/prng.js';
 import { postgresEnv, START_SERVICES_HINT } from '../helpers/services.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -92,20 +90,6 @@ function generate(): ImageManifest[] {
   return out;
 }
 
-function expected(all: ImageManifest[], f: ListFilter): string[] {
-  const key = (m: ImageManifest): string =>
-    m.published_at === undefined ? '' : normalizeTimestamp(m.published_at);
-  const mp = f.markerPublishedAt === undefined ? undefined : normalizeTimestamp(f.markerPublishedAt);
-  const xs = all.filter(
-    (m) => matchesFilter(m, f) && (mp === undefined || (m.published_at !== undefined && key(m) >= mp)),
-  );
-  xs.sort((a, b) =>
-    key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : a.uuid < b.uuid ? -1 : a.uuid > b.uuid ? 1 : 0,
-  );
-  if (f.sort === 'desc') xs.reverse();
-  return xs.slice(0, f.limit).map((m) => m.uuid);
-}
-
 function filter(over: Partial<ListFilter>): ListFilter {
   return { state: 'active', tags: [], limit: 1000, sort: 'asc', ...over };
 }
@@ -158,7 +142,7 @@ async function measure(label: string, store: MetadataStore): Promise<void> {
     const first = await store.list(f);
     assert.deepEqual(
       first.map((i) => i.manifest.uuid),
-      expected(all, f),
+      expectedList(all, f),
       `${label}: ${name}`,
     );
     const times: number[] = [];
@@ -237,16 +221,7 @@ test(
       // scans). A VACUUM that runs while another session holds an older snapshot cannot mark the
       // new rows all-visible, so repeat it until the pages are.
       const t0 = Date.now();
-      let visible = 0;
-      for (let i = 0; i < 20; i++) {
-        await store.analyze();
-        const res = await probe.query<{ pages: string; visible: string }>(
-          "SELECT sum(relpages) AS pages, sum(relallvisible) AS visible FROM pg_class WHERE relname IN ('images', 'image_channels', 'image_tags')",
-        );
-        visible = Number(res.rows[0]?.visible) / Math.max(1, Number(res.rows[0]?.pages));
-        if (visible >= 0.99) break;
-        await new Promise((resolve) => setTimeout(resolve, 500));
-      }
+      const visible = await vacuumUntilAllVisible(() => store.analyze(), probe);
       console.log(
         `PostgreSQL: VACUUM ANALYZE in ${((Date.now() - t0) / 1000).toFixed(1)} s (${(visible * 100).toFixed(0)}% of the pages all-visible)`,
       );

@@ -9,12 +9,11 @@ import { after, describe, test } from 'node:test';
 import pg from 'pg';
 import { isSlipwayError } from '../../src/core/errors.js';
 import type { ImageManifest, ListFilter, StoredImage } from '../../src/formats/imgapi-types.js';
-import { matchesFilter } from '../../src/formats/imgapi.js';
-import { normalizeTimestamp } from '../../src/store/meta-sql.js';
 import { PostgresMetadataStore } from '../../src/store/meta-postgres.js';
 import { SqliteMetadataStore } from '../../src/store/meta-sqlite.js';
 import { openStores } from '../../src/store/index.js';
 import type { MetadataStore } from '../../src/store/types.js';
+import { expectedList } from '../helpers/imgapi.js';
 import { postgresEnv, START_SERVICES_HINT } from '../helpers/services.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -60,30 +59,6 @@ function filter(over: Partial<ListFilter> = {}): ListFilter {
 }
 
 const uuids = (images: StoredImage[]): string[] => images.map((i) => i.manifest.uuid);
-
-/** What list(f) must return, computed in JS: matchesFilter, the marker, the sort, the limit. */
-function expected(all: ImageManifest[], f: ListFilter): string[] {
-  const key = (m: ImageManifest): string | undefined =>
-    m.published_at === undefined ? undefined : normalizeTimestamp(m.published_at);
-  const mp = f.markerPublishedAt === undefined ? undefined : normalizeTimestamp(f.markerPublishedAt);
-  const xs = all.filter((m) => {
-    if (!matchesFilter(m, f)) return false;
-    if (mp === undefined) return true;
-    const k = key(m);
-    if (k === undefined || k < mp) return false;
-    if (f.markerUuid !== undefined && f.sort === 'asc' && k === mp && m.uuid < f.markerUuid) return false;
-    return true;
-  });
-  const cmp = (a: string | undefined, b: string | undefined): number => {
-    if (a === b) return 0;
-    if (a === undefined) return -1;
-    if (b === undefined) return 1;
-    return a < b ? -1 : 1;
-  };
-  xs.sort((a, b) => cmp(key(a), key(b)) || cmp(a.uuid, b.uuid));
-  if (f.sort === 'desc') xs.reverse();
-  return xs.slice(0, f.limit).map((m) => m.uuid);
-}
 
 // ---- the backends
 
@@ -384,7 +359,7 @@ function defineSuite(backend: Backend): void {
         for (const m of all) assert.equal(await store.create(stored(m)), true);
         for (const [name, over] of FILTERS) {
           const f = filter(over);
-          assert.deepEqual(uuids(await store.list(f)), expected(all, f), name);
+          assert.deepEqual(uuids(await store.list(f)), expectedList(all, f), name);
         }
         // A few facts spelled out, so the cross-check cannot agree with a wrong reference.
         const names = async (over: Partial<ListFilter>): Promise<string[]> =>
@@ -503,15 +478,15 @@ function defineSuite(backend: Backend): void {
             assert.ok(requests < 10, 'paging does not end');
           }
           assert.equal(got.length, 2500, `channel ${channel ?? '(none)'}`);
-          assert.deepEqual(got, expected(all, filter({ state: 'active', limit: 5000 })));
+          assert.deepEqual(got, expectedList(all, filter({ state: 'active', limit: 5000 })));
         }
 
         // Without the marker's uuid the bound is published_at ≥ marker alone: the whole run is back.
-        const mid = expected(all, filter({ limit: 5000 }))[1500] ?? '';
+        const mid = expectedList(all, filter({ limit: 5000 }))[1500] ?? '';
         const at = byUuid.get(mid)?.published_at ?? '';
         const f = filter({ markerPublishedAt: at });
         const inclusive = uuids(await store.list(f));
-        assert.deepEqual(inclusive, expected(all, f));
+        assert.deepEqual(inclusive, expectedList(all, f));
         assert.equal(byUuid.get(inclusive[0] ?? '')?.published_at, at);
         assert.ok(inclusive.indexOf(mid) > 0, 'the run before the marker uuid is included');
       });

@@ -16,8 +16,10 @@ import {
   MAX_MANIFEST_BYTES,
   MEDIA_TYPE_INDEX,
   MEDIA_TYPE_MANIFEST,
+  digestOf,
   parseDigest,
   tokenScope,
+  verifyDigest,
   type Descriptor,
 } from '../../formats/oci.js';
 import { Authenticator, wwwAuthenticate, type AuthRound } from './auth.js';
@@ -28,7 +30,7 @@ import {
   isRetryableStatus,
   readBody,
   Transport,
-  type Body,
+  type HttpRequest,
   type HttpResponse,
 } from './transport.js';
 
@@ -197,17 +199,7 @@ export class RegistryClient {
   }
 
   /** Sends with auth: at most MAX_AUTH_ROUNDS 401s, then a coded error (auth.ts). */
-  async #send(
-    req: {
-      method: string;
-      url: URL;
-      headers?: Record<string, string>;
-      body?: Body;
-      contentLength?: number;
-      retry?: boolean;
-    },
-    scopes: string[],
-  ): Promise<HttpResponse> {
+  async #send(req: HttpRequest, scopes: string[]): Promise<HttpResponse> {
     const round: AuthRound = { rounds: 0, refetched: false };
     for (;;) {
       // Credentials only go to the registry itself, never to another origin a Location names.
@@ -447,7 +439,7 @@ export class RegistryClient {
       return this.#fail(res, 'GET', `manifest ${repository}:${reference}`, 'OCI_NOT_FOUND');
     }
     const bytes = await readBody(res, MAX_MANIFEST_BYTES);
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = digestOf(bytes);
     const mismatch = (want: string): SlipwayError =>
       new SlipwayError(
         'OCI_DIGEST_MISMATCH',
@@ -485,7 +477,7 @@ export class RegistryClient {
     if (res.status !== 201 && res.status !== 200) {
       return this.#fail(res, 'PUT', `manifest ${repository}:${reference}`);
     }
-    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const digest = digestOf(bytes);
     const echoed = header(res.headers, 'docker-content-digest');
     if (echoed !== undefined && echoed !== '' && echoed !== digest) {
       throw new SlipwayError(
@@ -527,14 +519,13 @@ export class RegistryClient {
   }
 }
 
+/** verifyDigest, with a malformed digest (from the registry) counting as a mismatch. */
 function verifyAs(bytes: Uint8Array, digest: string): boolean {
-  let d;
   try {
-    d = parseDigest(digest);
+    return verifyDigest(bytes, digest);
   } catch {
     return false;
   }
-  return createHash(d.algorithm).update(bytes).digest('hex') === d.hex;
 }
 
 /** How to reach a registry: credentials and TLS, shared by push, pull and inspect. */
